@@ -1,0 +1,1 @@
+"""chargebus: the shared contract package (schema, topics, config, MQTT runtime)."""
