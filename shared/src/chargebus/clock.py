@@ -1,0 +1,91 @@
+"""Injectable time.
+
+Every time-based decision (setpoint expiry, hysteresis delays, poll cadences) reads a `Clock`, so unit tests use
+`FakeClock` and whole-stack tests run simulated days in minutes with `CHARGEBUS_TIME_SCALE`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from datetime import UTC, datetime
+from typing import Protocol
+
+TIME_SCALE_ENV = "CHARGEBUS_TIME_SCALE"
+
+
+class Clock(Protocol):
+    def time(self) -> float:
+        """Seconds since the epoch (simulated)."""
+
+    def monotonic(self) -> float:
+        """Seconds on a monotonic scale (simulated), for intervals."""
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait `seconds` of simulated time."""
+
+
+def utc_datetime(clock: Clock) -> datetime:
+    return datetime.fromtimestamp(clock.time(), tz=UTC)
+
+
+def iso_utc(epoch_s: float) -> str:
+    """The contract's time format: ISO 8601 UTC with milliseconds and a Z."""
+    return datetime.fromtimestamp(epoch_s, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class SystemClock:
+    """Real time, optionally accelerated: simulated time starts at the real now and runs `scale` times faster."""
+
+    def __init__(self, scale: float = 1.0) -> None:
+        if not scale > 0:
+            raise ValueError(f"time scale must be positive, got {scale}")
+        self.scale = scale
+        self._wall_origin = time.time()
+        self._mono_origin = time.monotonic()
+
+    def time(self) -> float:
+        return self._wall_origin + (time.monotonic() - self._mono_origin) * self.scale
+
+    def monotonic(self) -> float:
+        return time.monotonic() * self.scale
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds) / self.scale)
+
+
+def clock_from_env(environ: dict[str, str] | None = None) -> SystemClock:
+    """The process clock: `CHARGEBUS_TIME_SCALE` (default 1) accelerates it."""
+    raw = (environ if environ is not None else dict(os.environ)).get(TIME_SCALE_ENV, "").strip()
+    if not raw:
+        return SystemClock()
+    try:
+        scale = float(raw)
+    except ValueError:
+        raise ValueError(f"{TIME_SCALE_ENV}={raw!r}: not a number") from None
+    return SystemClock(scale)
+
+
+class FakeClock:
+    """A clock that moves only when told: `advance()` or an awaited `sleep()` (which advances instantly)."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self._now = start
+        self._mono = 0.0
+
+    def time(self) -> float:
+        return self._now
+
+    def monotonic(self) -> float:
+        return self._mono
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("a clock does not run backwards")
+        self._now += seconds
+        self._mono += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        self.advance(max(0.0, seconds))
+        await asyncio.sleep(0)

@@ -1,0 +1,429 @@
+"""Every MQTT payload of the contract (§6) as a pydantic model, plus JSON helpers.
+
+Input is strict: an unknown field is rejected (it is usually a misspelling), `"v"` must be 1, and a nullable field
+may be omitted (it reads as null). Output always carries every field, with times as ISO 8601 UTC milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    model_validator,
+)
+
+SCHEMA_VERSION: Literal[1] = 1
+
+VIN_PATTERN = r"^[A-HJ-NPR-Z0-9]{17}$"
+EVSE_ID_PATTERN = r"^(twc-[0-9a-f]{4}|car-[A-HJ-NPR-Z0-9]{17}|twc3-[a-z0-9-]{1,32})$"
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def format_ts(value: datetime) -> str:
+    """`2026-11-24T12:00:00.123Z`: the one time format on the wire."""
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+#: An aware datetime, normalised to UTC, serialised as ISO 8601 with milliseconds and `Z`.
+Timestamp = Annotated[
+    AwareDatetime,
+    AfterValidator(_to_utc),
+    PlainSerializer(format_ts, return_type=str, when_used="json"),
+]
+Vin = Annotated[str, Field(pattern=VIN_PATTERN, description="17 characters of [A-HJ-NPR-Z0-9], upper case")]
+EvseId = Annotated[str, Field(pattern=EVSE_ID_PATTERN, description="twc-<hex4> | car-<VIN> | twc3-<name>")]
+Watts = Annotated[float, Field(allow_inf_nan=False)]
+NonNegativeWatts = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Phases = Annotated[int, Field(ge=1, le=3)]
+Voltage = Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)]
+Amps = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+JsonScalar = str | int | float | bool | None
+Transaction = Annotated[str | int | None, Field(description="echoed back in answers and errors")]
+
+Mode = Literal["off", "now", "solar", "minsolar"]
+MODES: tuple[Mode, ...] = ("off", "now", "solar", "minsolar")
+EvseKind = Literal["twc2", "vehicle", "twc3"]
+Control = Literal["current", "start_stop"]
+EvseSource = Literal["rs485", "teslamate", "fleet_api", "ble_proxy", "local_api"]
+OnlineState = Literal["online", "asleep", "offline", "unknown"]
+ChargingState = Literal["Disconnected", "Stopped", "Charging", "Complete", "NoPower", "Starting"]
+ChargePointStatus = Literal[
+    "charging",
+    "starting",
+    "stopping",
+    "waiting",
+    "kicked_out",
+    "full",
+    "unplugged",
+    "offline",
+    "read_only",
+    "refused",
+]
+
+
+class Payload(BaseModel):
+    """Base of every JSON payload: versioned, unknown fields rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: Literal[1] = SCHEMA_VERSION
+
+
+class EvseState(Payload):
+    """`<p>/evse/<evse_id>/state`, retained: one charge controller as a bridge sees it."""
+
+    evse_id: EvseId
+    kind: EvseKind
+    name: str
+    controllable: bool
+    controls: list[Control]
+    online: bool
+    vin: Vin | None = None
+    plugged_in: bool | None = None
+    plugged_in_at: Timestamp | None = None
+    charging: bool | None = None
+    phases: Phases
+    voltage_v: Voltage
+    phase_voltages_v: Annotated[list[Voltage], Field(min_length=1, max_length=3)] | None = None
+    current_a: Amps | None = None
+    offered_a: Amps | None = None
+    power_w: NonNegativeWatts | None = None
+    min_power_w: NonNegativeWatts
+    max_power_w: NonNegativeWatts
+    step_w: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    session_energy_wh: NonNegativeWatts | None = None
+    lifetime_energy_wh: NonNegativeWatts | None = None
+    state_code: str | None = None
+    status_text: str | None = None
+    source: EvseSource
+    updated_at: Timestamp
+    stale: bool
+
+
+class Setpoint(Payload):
+    """`<p>/evse/<evse_id>/setpoint`, retained: what the allocator wants from one EVSE, in watts."""
+
+    evse_id: EvseId
+    power_w: NonNegativeWatts | None = None
+    charge: bool | None = None
+    phases: Phases | None = None
+    voltage_v: Voltage | None = None
+    seq: int | None = Field(default=None, description="informational, epoch ms; bridges do not reject on it")
+    expires_at: Timestamp
+    ttl_s: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    reason: str = ""
+
+    def expires_at_epoch(self, received_at: float) -> float:
+        """The earlier of `expires_at` and arrival + `ttl_s` (contract §6)."""
+        deadline = self.expires_at.timestamp()
+        if self.ttl_s is not None:
+            deadline = min(deadline, received_at + self.ttl_s)
+        return deadline
+
+
+class VehicleState(Payload):
+    """`<p>/vehicle/<vin>/state`, retained: a car as the tesla-bridge sees it."""
+
+    vin: Vin
+    name: str
+    online_state: OnlineState
+    at_home: bool | None = None
+    plugged_in: bool | None = None
+    charging_state: ChargingState | None = None
+    soc_pct: Annotated[float, Field(ge=0, le=100)] | None = None
+    charge_limit_pct: Annotated[float, Field(ge=0, le=100)] | None = None
+    charger_phases: Annotated[int, Field(ge=0, le=3)] | None = None
+    charger_voltage_v: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    charger_actual_current_a: Amps | None = None
+    charge_current_request_a: Amps | None = None
+    charge_current_request_max_a: Amps | None = None
+    charger_power_w: NonNegativeWatts | None = None
+    charge_energy_added_wh: NonNegativeWatts | None = None
+    time_to_full_s: Annotated[float, Field(ge=0)] | None = None
+    source: EvseSource
+    updated_at: Timestamp
+    data_age_s: Annotated[float, Field(ge=0)] | None = None
+
+
+class PowerReading(Payload):
+    """`<p>/power/<meter>`, retained: a meter reading. Grid convention: + import, - export."""
+
+    power_w: Watts
+    energy_wh: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    phase_power_w: Annotated[list[Watts], Field(min_length=3, max_length=3)] | None = None
+    phase_current_a: Annotated[list[Watts], Field(min_length=3, max_length=3)] | None = None
+    ts: Timestamp | None = None
+
+
+class Override(Payload):
+    """One active runtime override, as shown in a service's retained state."""
+
+    key: str
+    value: Any
+    since: Timestamp
+
+
+class ChargePointState(Payload):
+    """One charge point (EVSEs reaching the same car) in `allocator/state`."""
+
+    vin: Vin | None = None
+    evse_ids: list[EvseId]
+    primary_evse_id: EvseId
+    priority: int
+    mode: Mode
+    allocated_w: NonNegativeWatts
+    allocated_a: Amps
+    state: ChargePointStatus
+    reason: Annotated[str, Field(min_length=1)]
+
+
+class CircuitState(Payload):
+    """A circuit's limit and per-phase load and headroom in `allocator/state`."""
+
+    id: str
+    limit_a: Amps
+    load_a: list[float]
+    headroom_a: list[float]
+
+
+class AllocatorState(Payload):
+    """`<p>/allocator/state`, retained: budget, every charge point's allocation and why, circuit headroom."""
+
+    mode: Mode
+    charge_now_until: Timestamp | None = None
+    available_w: NonNegativeWatts | None = None
+    grid_w: Watts | None = None
+    surplus_w: Watts | None = None
+    overrides: list[Override]
+    groups: list[ChargePointState]
+    circuits: list[CircuitState]
+    computed_at: Timestamp
+    compute_ms: Annotated[float, Field(ge=0)]
+
+
+class HistoryRequest(Payload):
+    """`<p>/history/request`: a query, answered on `response_topic` (or the MQTT 5 Response Topic)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    op: Literal["power", "energy", "sessions"]
+    evse_id: EvseId | None = None
+    vin: Vin | None = None
+    from_: Timestamp = Field(alias="from")
+    to: Timestamp
+    step_s: Annotated[int, Field(ge=1, le=86_400)] = 60
+    response_topic: Annotated[str, Field(min_length=1)] | None = None
+    transaction: Transaction = None
+
+    @model_validator(mode="after")
+    def _one_subject(self) -> HistoryRequest:
+        if (self.evse_id is None) == (self.vin is None):
+            raise ValueError("give exactly one of evse_id and vin")
+        if self.to <= self.from_:
+            raise ValueError("'to' must be after 'from'")
+        return self
+
+
+class HistoryResponse(Payload):
+    """The answer to a HistoryRequest."""
+
+    transaction: Transaction = None
+    status: Literal["ok", "error"]
+    data: Any = None
+    error: str | None = None
+
+
+class ErrorEvent(Payload):
+    """`<p>/<service>/error`, not retained: one rejected input or one fault condition."""
+
+    topic: str
+    payload: Annotated[str, Field(max_length=200)] | None = None
+    error: str
+    transaction: Transaction = None
+
+
+class UsageCar(Payload):
+    vin: Vin
+    data: int
+    command: int
+    wake: int
+    ble: int
+    billed_usd: float
+    last_call_at: Timestamp | None = None
+
+
+class Usage(Payload):
+    """`<p>/tesla-bridge/usage`, retained: Tesla API calls today per car and category."""
+
+    date: date
+    rate_limited_until: Timestamp | None = None
+    cars: list[UsageCar]
+
+
+class CommandEnvelope(BaseModel):
+    """The JSON form of a command: `{"value": …, "transaction": …}`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: Literal[1] = SCHEMA_VERSION
+    value: Any
+    transaction: Transaction = None
+
+
+#: Every payload model by the name `chargebus schema` prints it under.
+PAYLOAD_MODELS: dict[str, type[BaseModel]] = {
+    "EvseState": EvseState,
+    "Setpoint": Setpoint,
+    "VehicleState": VehicleState,
+    "PowerReading": PowerReading,
+    "AllocatorState": AllocatorState,
+    "HistoryRequest": HistoryRequest,
+    "HistoryResponse": HistoryResponse,
+    "ErrorEvent": ErrorEvent,
+    "Usage": Usage,
+    "Command": CommandEnvelope,
+}
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class PayloadError(ValueError):
+    """A payload that cannot be accepted, with a message fit for an ErrorEvent."""
+
+    def __init__(self, message: str, transaction: str | int | None = None) -> None:
+        super().__init__(message)
+        self.transaction = transaction
+
+
+def to_json(model: BaseModel) -> bytes:
+    """Serialise a payload with every field present (nulls included) and aliases (`from`)."""
+    return model.model_dump_json(by_alias=True).encode()
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One short line per problem: `field: why`."""
+    parts = []
+    for item in error.errors(include_url=False):
+        where = ".".join(str(p) for p in item["loc"]) or "payload"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def decode_json(payload: bytes) -> Any:
+    """Strict JSON: UTF-8, no NaN/Infinity, no duplicate-key surprises are caught downstream by the models."""
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PayloadError("payload is not UTF-8 text") from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise PayloadError(f"invalid JSON: {exc.msg} at position {exc.pos}") from None
+
+
+def _reject_constant(name: str) -> float:
+    raise PayloadError(f"invalid JSON: {name} is not a number")
+
+
+def transaction_of(data: Any) -> str | int | None:
+    """The `transaction` of a decoded JSON object, when it carries a usable one."""
+    if isinstance(data, dict):
+        value = data.get("transaction")
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            return value
+    return None
+
+
+def parse_payload(model: type[ModelT], payload: bytes) -> ModelT:
+    """Decode and validate a JSON payload into `model`, raising PayloadError with a readable message."""
+    data = decode_json(payload)
+    if not isinstance(data, dict):
+        raise PayloadError(f"expected a JSON object for {model.__name__}")
+    try:
+        # Strict JSON mode: "10" is not a number and 1 is not a boolean, but ISO strings are datetimes.
+        return model.model_validate_json(payload, strict=True)
+    except ValidationError as exc:
+        raise PayloadError(describe_validation_error(exc), transaction_of(data)) from None
+
+
+def parse_command(payload: bytes) -> CommandEnvelope:
+    """A command in either form: plain (`10`, `solar`, `true`, `[…]`) or `{"value": …, "transaction": …}`.
+
+    A plain word that is not JSON (`solar`) is taken as a string, so mosquitto_pub users need no quotes.
+    """
+    try:
+        text = payload.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise PayloadError("payload is not UTF-8 text") from None
+    if not text:
+        raise PayloadError("empty payload")
+    try:
+        data = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError:
+        if text[0] in '{["':
+            raise PayloadError("invalid JSON") from None
+        return CommandEnvelope(value=text)
+    if isinstance(data, dict):
+        try:
+            return CommandEnvelope.model_validate(data)
+        except ValidationError as exc:
+            raise PayloadError(
+                f"a JSON object command carries its value in 'value': {describe_validation_error(exc)}",
+                transaction_of(data),
+            ) from None
+    return CommandEnvelope(value=data)
+
+
+def parse_power(payload: bytes) -> PowerReading:
+    """A meter payload: a plain number of watts, or a PowerReading object."""
+    data = decode_json(payload)
+    if isinstance(data, bool):
+        raise PayloadError("expected a number of watts or a PowerReading object, got a boolean")
+    if isinstance(data, int | float):
+        if not math.isfinite(data):
+            raise PayloadError("power must be finite")
+        return PowerReading(power_w=float(data))
+    if isinstance(data, dict):
+        try:
+            return PowerReading.model_validate_json(payload, strict=True)
+        except ValidationError as exc:
+            raise PayloadError(describe_validation_error(exc), transaction_of(data)) from None
+    raise PayloadError("expected a number of watts or a PowerReading object")
+
+
+def json_schemas() -> dict[str, Any]:
+    """The JSON Schema of every payload (validation mode: what a publisher must send)."""
+    return {name: model.model_json_schema(by_alias=True) for name, model in PAYLOAD_MODELS.items()}
+
+
+VIN_WEIGHTS = (8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2)
+_VIN_VALUES = {
+    **{str(d): d for d in range(10)},
+    **dict(zip("ABCDEFGH", range(1, 9), strict=True)),
+    **dict(zip("JKLMN", range(1, 6), strict=True)),
+    "P": 7,
+    "R": 9,
+    **dict(zip("STUVWXYZ", range(2, 10), strict=True)),
+}
+
+
+def vin_check_digit_ok(vin: str) -> bool:
+    """ISO 3779 / North-American check digit (position 9). Mandatory only in North America: callers warn."""
+    if len(vin) != 17 or any(c not in _VIN_VALUES for c in vin):
+        return False
+    total = sum(_VIN_VALUES[c] * w for c, w in zip(vin, VIN_WEIGHTS, strict=True))
+    remainder = total % 11
+    return vin[8] == ("X" if remainder == 10 else str(remainder))
