@@ -1,0 +1,3 @@
+"""Fixtures shared by every test in the tree (services/*/tests, sim/tests, tests/)."""
+
+pytest_plugins = ["tests.support.broker_fixture"]

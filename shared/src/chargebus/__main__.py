@@ -1,0 +1,5 @@
+import sys
+
+from chargebus.cli import main
+
+sys.exit(main())

@@ -1,0 +1,396 @@
+"""A small service runtime on aiomqtt: the only MQTT code a service needs.
+
+A `Service` owns one connection and keeps it alive: LWT `offline` on `<p>/<service>/status`, `online` on every
+connect, reconnect with capped backoff, re-subscription and re-publication of every retained state after a
+reconnect (the broker may have lost them). Messages go to typed handlers; anything a handler rejects or raises
+becomes one ErrorEvent on `<p>/<service>/error` and a log line, never a crash. Retained commands are ignored and
+reported. SIGTERM/SIGINT publish `offline` and disconnect cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+import ssl
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import aiomqtt
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+from pydantic import BaseModel
+
+from chargebus.clock import Clock, SystemClock
+from chargebus.config import MqttConfig
+from chargebus.schema import CommandEnvelope, ErrorEvent, PayloadError, parse_command, parse_payload, to_json
+from chargebus.topics import ParsedTopic, Topics
+
+log = logging.getLogger("chargebus.mqtt")
+
+#: Larger inputs are rejected before parsing: no legitimate payload of ours comes near it.
+MAX_PAYLOAD_BYTES = 256 * 1024
+ERROR_PAYLOAD_CHARS = 200
+QOS = 1
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A received message, as handlers see it."""
+
+    topic: str
+    payload: bytes
+    retain: bool
+    parsed: ParsedTopic | None
+    properties: Properties | None = None
+
+    @property
+    def response_topic(self) -> str | None:
+        """MQTT 5 Response Topic, when the sender set one."""
+        return getattr(self.properties, "ResponseTopic", None) if self.properties is not None else None
+
+    @property
+    def correlation_data(self) -> bytes | None:
+        """MQTT 5 Correlation Data, when the sender set it."""
+        return getattr(self.properties, "CorrelationData", None) if self.properties is not None else None
+
+
+MessageHandler = Callable[[Incoming], Awaitable[None]]
+CommandHandler = Callable[[Incoming, CommandEnvelope], Awaitable[None]]
+ConnectHook = Callable[[], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _Route:
+    topic_filter: str
+    handler: MessageHandler
+    command: bool
+
+
+@dataclass(slots=True)
+class Backoff:
+    """Capped exponential backoff with jitter, so a fleet of services does not reconnect in lockstep."""
+
+    initial_s: float = 0.2
+    cap_s: float = 10.0
+    factor: float = 2.0
+    _next: float = field(default=0.0, init=False)
+
+    def reset(self) -> None:
+        self._next = 0.0
+
+    def next_delay(self) -> float:
+        self._next = self.initial_s if self._next == 0 else min(self.cap_s, self._next * self.factor)
+        return self._next * random.uniform(0.8, 1.0)  # noqa: S311 - jitter, not cryptography
+
+
+def payload_preview(payload: bytes | None) -> str | None:
+    """The received bytes as UTF-8 with replacement characters, cut to 200 characters (contract §3)."""
+    if payload is None:
+        return None
+    return payload[: ERROR_PAYLOAD_CHARS * 4].decode("utf-8", errors="replace")[:ERROR_PAYLOAD_CHARS]
+
+
+def _as_bytes(payload: bytes | str | BaseModel) -> bytes:
+    if isinstance(payload, BaseModel):
+        return to_json(payload)
+    if isinstance(payload, str):
+        return payload.encode()
+    return payload
+
+
+class Service:
+    """One chargebus service's MQTT presence. Register handlers and tasks, then `await run()`."""
+
+    def __init__(
+        self,
+        name: str,
+        mqtt: MqttConfig,
+        *,
+        clock: Clock | None = None,
+        client_id: str | None = None,
+    ) -> None:
+        self.name = name
+        self.mqtt = mqtt
+        self.topics = Topics(mqtt.prefix)
+        self.clock: Clock = clock or SystemClock()
+        self.client_id = client_id or f"chargebus-{name}-{uuid.uuid4().hex[:8]}"
+        self.connected = asyncio.Event()
+        self.backoff = Backoff()
+        self._routes: list[_Route] = []
+        self._retained: dict[str, bytes] = {}
+        self._connect_hooks: list[ConnectHook] = []
+        self._task_factories: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
+        self._client: aiomqtt.Client | None = None
+        self._stop = asyncio.Event()
+        self._protocol = aiomqtt.ProtocolVersion.V5
+        self.status_topic = self.topics.status(name)
+        self.error_topic = self.topics.error(name)
+        self.errors_reported = 0
+
+    # -- registration -------------------------------------------------------------------------------------------
+
+    def on_message(self, topic_filter: str, handler: MessageHandler) -> None:
+        """Deliver every message matching `topic_filter` (state, meters, …). Exceptions are reported."""
+        self._routes.append(_Route(topic_filter, handler, command=False))
+
+    def on_payload(
+        self, topic_filter: str, model: type[ModelT], handler: Callable[[Incoming, ModelT], Awaitable[None]]
+    ) -> None:
+        """Like `on_message`, with the payload validated into `model` first; an invalid one is reported."""
+
+        async def typed(message: Incoming) -> None:
+            await handler(message, parse_payload(model, message.payload))
+
+        self.on_message(topic_filter, typed)
+
+    def on_command(self, topic_filter: str, handler: CommandHandler) -> None:
+        """A `/set` or `/request` topic: retained messages are refused, the payload is parsed as a command."""
+
+        async def command(message: Incoming) -> None:
+            envelope = parse_command(message.payload)
+            try:
+                await handler(message, envelope)
+            except PayloadError as exc:
+                exc.transaction = exc.transaction if exc.transaction is not None else envelope.transaction
+                raise
+            except ValueError as exc:
+                # Handlers reject input with ValueError; the answer echoes the command's transaction.
+                raise PayloadError(str(exc), envelope.transaction) from None
+
+        self._routes.append(_Route(topic_filter, command, command=True))
+
+    def on_raw_command(self, topic_filter: str, handler: MessageHandler) -> None:
+        """A command topic whose payload is not a command envelope (e.g. `history/request`)."""
+        self._routes.append(_Route(topic_filter, handler, command=True))
+
+    def on_connect(self, hook: ConnectHook) -> None:
+        """Run after every (re)connect, once subscriptions and retained state are in place."""
+        self._connect_hooks.append(hook)
+
+    def add_task(self, name: str, factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """A background task that lives as long as the service (not the connection); restarted if it fails."""
+        self._task_factories.append((name, factory))
+
+    # -- publishing ---------------------------------------------------------------------------------------------
+
+    async def publish_retained(self, topic: str, payload: bytes | str | BaseModel) -> None:
+        """Publish retained state and remember it, so it is re-published after every reconnect."""
+        data = _as_bytes(payload)
+        self._retained[topic] = data
+        await self._publish(topic, data, retain=True)
+
+    async def clear_retained(self, topic: str) -> None:
+        """Remove a retained state from the broker (an empty retained message) and forget it."""
+        self._retained.pop(topic, None)
+        await self._publish(topic, b"", retain=True)
+
+    def retained_state(self, topic: str) -> bytes | None:
+        return self._retained.get(topic)
+
+    async def publish(
+        self, topic: str, payload: bytes | str | BaseModel, *, properties: Properties | None = None
+    ) -> None:
+        """Publish a non-retained message; dropped (and logged) while disconnected."""
+        await self._publish(topic, _as_bytes(payload), retain=False, properties=properties)
+
+    async def report_error(
+        self,
+        topic: str,
+        payload: bytes | None,
+        error: str,
+        transaction: str | int | None = None,
+    ) -> None:
+        """One ErrorEvent on `<p>/<service>/error` and one log line (contract §3)."""
+        self.errors_reported += 1
+        event = ErrorEvent(topic=topic, payload=payload_preview(payload), error=error, transaction=transaction)
+        log.warning(f"service={self.name} event=error topic={topic} error={error!r}")
+        await self.publish(self.error_topic, event)
+
+    async def _publish(self, topic: str, data: bytes, *, retain: bool, properties: Properties | None = None) -> None:
+        client = self._client
+        if client is None or not self.connected.is_set():
+            if not retain:
+                log.debug(f"service={self.name} event=dropped topic={topic} reason=disconnected")
+            return
+        try:
+            await client.publish(topic, data, qos=QOS, retain=retain, properties=properties)
+        except aiomqtt.MqttError as exc:
+            # The connection loop notices the loss and re-publishes retained state after reconnecting.
+            log.warning(f"service={self.name} event=publish_failed topic={topic} error={exc}")
+
+    # -- running ------------------------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    async def run(self) -> None:
+        """Run until SIGTERM/SIGINT or `request_stop()`; then publish `offline` and disconnect."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.request_stop)
+        tasks = [asyncio.create_task(self._connection_loop(), name=f"{self.name}-mqtt")]
+        tasks += [asyncio.create_task(self._supervise(n, f), name=f"{self.name}-{n}") for n, f in self._task_factories]
+        try:
+            await self._stop.wait()
+        finally:
+            log.info(f"service={self.name} event=stopping")
+            await self._say_offline()
+            for task in tasks:
+                task.cancel()
+            # A disconnect racing a (re)connect must not keep the process alive: give up waiting after a while.
+            _, pending = await asyncio.wait(tasks, timeout=5)
+            if pending:
+                log.warning(f"service={self.name} event=stop_timeout pending={[t.get_name() for t in pending]}")
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+            log.info(f"service={self.name} event=stopped")
+
+    async def _say_offline(self) -> None:
+        client = self._client
+        if client is not None:
+            with contextlib.suppress(aiomqtt.MqttError, asyncio.TimeoutError):
+                await asyncio.wait_for(client.publish(self.status_topic, b"offline", qos=QOS, retain=True), 2)
+
+    async def _supervise(self, name: str, factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        backoff = Backoff(initial_s=1.0, cap_s=30.0)
+        while not self.stopping:
+            try:
+                await factory()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception(f"service={self.name} event=task_failed task={name}")
+                await self.report_error(f"{self.topics.prefix}/{self.name}/{name}", None, f"task failed: {exc!r}")
+                await asyncio.sleep(backoff.next_delay())
+            else:
+                return
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        username, password = self.mqtt.credentials()
+        kwargs: dict[str, Any] = {
+            "hostname": self.mqtt.host,
+            "port": self.mqtt.port,
+            "username": username,
+            "password": password,
+            "identifier": self.client_id,
+            "keepalive": self.mqtt.keepalive_s,
+            "timeout": 10,
+            "protocol": self._protocol,
+            "will": aiomqtt.Will(self.status_topic, b"offline", qos=QOS, retain=True),
+        }
+        if self.mqtt.tls:
+            context = ssl.create_default_context(cafile=str(self.mqtt.ca_file) if self.mqtt.ca_file else None)
+            kwargs["tls_context"] = context
+        return kwargs
+
+    async def _connection_loop(self) -> None:
+        while not self.stopping:
+            try:
+                async with aiomqtt.Client(**self._client_kwargs()) as client:
+                    self._client = client
+                    await self._on_connected(client)
+                    async for message in client.messages:
+                        await self._dispatch(message)
+            except aiomqtt.MqttError as exc:
+                self._on_disconnected()
+                if self._protocol is aiomqtt.ProtocolVersion.V5 and _refused_protocol(exc):
+                    log.info(f"service={self.name} event=protocol_fallback to=3.1.1")
+                    self._protocol = aiomqtt.ProtocolVersion.V311
+                    continue
+                delay = self.backoff.next_delay()
+                log.warning(
+                    f"service={self.name} event=disconnected broker={self.mqtt.redacted_url} "
+                    f"error={exc} retry_in_s={delay:.1f}"
+                )
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), delay)
+            finally:
+                self._on_disconnected()
+
+    def _on_disconnected(self) -> None:
+        self.connected.clear()
+        self._client = None
+
+    async def _on_connected(self, client: aiomqtt.Client) -> None:
+        self.backoff.reset()
+        # Subscribe first so nothing published in reaction to our state is missed. With MQTT 5, command topics are
+        # subscribed "retain as published", so a command published with the retain flag is refused live too, not
+        # only when it is replayed at subscribe time.
+        v5 = self._protocol is aiomqtt.ProtocolVersion.V5
+        command_filters = {route.topic_filter for route in self._routes if route.command}
+        for topic_filter in dict.fromkeys(route.topic_filter for route in self._routes):
+            if v5 and topic_filter in command_filters:
+                options = SubscribeOptions(qos=QOS, retainAsPublished=True)
+                await client.subscribe(topic_filter, options=options)
+            else:
+                await client.subscribe(topic_filter, qos=QOS)
+        await client.publish(self.status_topic, b"online", qos=QOS, retain=True)
+        for topic, data in list(self._retained.items()):
+            await client.publish(topic, data, qos=QOS, retain=True)
+        self.connected.set()
+        log.info(
+            f"service={self.name} event=connected broker={self.mqtt.redacted_url} "
+            f"subscriptions={len(self._routes)} retained={len(self._retained)}"
+        )
+        for hook in self._connect_hooks:
+            await self._guarded(f"{self.topics.prefix}/{self.name}", None, hook())
+
+    async def _dispatch(self, message: aiomqtt.Message) -> None:
+        topic = message.topic.value
+        payload = message.payload if isinstance(message.payload, bytes | bytearray) else str(message.payload).encode()
+        incoming = Incoming(
+            topic=topic,
+            payload=bytes(payload),
+            retain=bool(message.retain),
+            parsed=self.topics.parse(topic),
+            properties=message.properties,
+        )
+        for route in self._routes:
+            if not message.topic.matches(route.topic_filter):
+                continue
+            if route.command and incoming.retain:
+                await self.report_error(
+                    topic,
+                    incoming.payload,
+                    "retained command ignored: commands must not be retained "
+                    f"(clear it with: mosquitto_pub -r -n -t '{topic}')",
+                )
+                continue
+            if len(incoming.payload) > MAX_PAYLOAD_BYTES:
+                await self.report_error(topic, incoming.payload, f"payload too large ({len(incoming.payload)} bytes)")
+                continue
+            await self._guarded(topic, incoming.payload, route.handler(incoming))
+
+    async def _guarded(self, topic: str, payload: bytes | None, work: Awaitable[None]) -> None:
+        """Run a handler; whatever it raises becomes an ErrorEvent, never a crash."""
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except PayloadError as exc:
+            await self.report_error(topic, payload, str(exc), exc.transaction)
+        except ValueError as exc:
+            await self.report_error(topic, payload, str(exc))
+        except Exception as exc:
+            log.exception(f"service={self.name} event=handler_failed topic={topic}")
+            await self.report_error(topic, payload, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def _refused_protocol(exc: aiomqtt.MqttError) -> bool:
+    """A broker that speaks only MQTT 3.1.1 refuses a v5 CONNECT (or drops it): then we retry in 3.1.1 once."""
+    text = str(exc).lower()
+    rc = getattr(exc, "rc", None)
+    return rc in {1, 132} or "unsupported protocol" in text or "protocol version" in text
