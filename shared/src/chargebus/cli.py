@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 
-from chargebus.config import EXIT_CONFIG_ERROR, FULL_CONFIG_SERVICE, SERVICE_CONFIGS, ConfigError, load_config
+import aiomqtt
+
+from chargebus.config import (
+    EXIT_CONFIG_ERROR,
+    FULL_CONFIG_SERVICE,
+    SERVICE_CONFIGS,
+    ConfigError,
+    MqttConfig,
+    load_config,
+)
 from chargebus.schema import json_schemas
-from chargebus.topics import DEFAULT_PREFIX, topic_table
+from chargebus.topics import DEFAULT_PREFIX, Topics, topic_table
 
 #: Services announce themselves with an entry point in this group: name = "package.module:main".
 SERVICE_ENTRY_POINTS = "chargebus.services"
@@ -97,13 +108,40 @@ def run_processes(commands: list[list[str]]) -> int:
     return next((code for code in codes if code not in (0, -signal.SIGTERM)), 0)
 
 
+def _cmd_health(args: argparse.Namespace) -> int:
+    """Exit 0 while the service's retained status says online: the container healthcheck."""
+    config = load_config(SERVICE_CONFIGS.get(args.service, FULL_CONFIG_SERVICE), args.config)
+    topic = Topics(config.mqtt.prefix).status(args.service)
+    status = asyncio.run(_read_retained(config.mqtt, topic))
+    print(f"{args.service}: {status or 'no status'}")
+    return 0 if status == "online" else 1
+
+
+async def _read_retained(mqtt: MqttConfig, topic: str, timeout_s: float = 5.0) -> str | None:
+    username, password = mqtt.credentials()
+    context = ssl.create_default_context(cafile=str(mqtt.ca_file) if mqtt.ca_file else None) if mqtt.tls else None
+    protocol = aiomqtt.ProtocolVersion.V311
+    async with aiomqtt.Client(
+        mqtt.host, mqtt.port, username=username, password=password, tls_context=context, protocol=protocol
+    ) as client:
+        await client.subscribe(topic, qos=1)
+        try:
+            async with asyncio.timeout(timeout_s):
+                async for message in client.messages:
+                    return bytes(message.payload).decode() if isinstance(message.payload, bytes) else None
+        except TimeoutError:
+            return None
+    return None
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     try:
         from chargebus_sim.demo import run_demo  # noqa: PLC0415 - the demo needs the simulators, installed apart
     except ImportError:
         print("the demo needs the chargebus-sim package: run it from the source tree with `make demo`", file=sys.stderr)
         return 2
-    return run_demo(prefix=args.prefix, time_scale=args.time_scale, duration_s=args.duration)
+    code: int = run_demo(prefix=args.prefix, time_scale=args.time_scale, duration_s=args.duration)
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,6 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", help="path of chargebus.toml")
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     run.set_defaults(func=_cmd_run)
+
+    health = sub.add_parser("health", help="exit 0 if the service's status on the broker is online")
+    health.add_argument("service", choices=sorted(SERVICE_CONFIGS))
+    health.add_argument("--config", help="path of chargebus.toml")
+    health.set_defaults(func=_cmd_health)
 
     demo = sub.add_parser("demo", help="broker, simulators and services with a live view")
     demo.add_argument("--prefix", default=DEFAULT_PREFIX)

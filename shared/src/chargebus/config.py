@@ -92,6 +92,7 @@ class MqttConfig(Section):
     ha_discovery: bool = True
     ha_prefix: str = "homeassistant"
     keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
+    protocol: Literal["auto", "5", "3.1.1"] = "auto"
 
     @field_validator("url")
     @classmethod

@@ -36,6 +36,8 @@ log = logging.getLogger("chargebus.mqtt")
 MAX_PAYLOAD_BYTES = 256 * 1024
 ERROR_PAYLOAD_CHARS = 200
 QOS = 1
+#: aiomqtt's timeout for connect and for QoS 1 acknowledgements.
+CONNECT_TIMEOUT_S = 5
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -129,7 +131,8 @@ class Service:
         self._task_factories: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
         self._client: aiomqtt.Client | None = None
         self._stop = asyncio.Event()
-        self._protocol = aiomqtt.ProtocolVersion.V5
+        self._protocol = aiomqtt.ProtocolVersion.V311 if mqtt.protocol == "3.1.1" else aiomqtt.ProtocolVersion.V5
+        self._protocol_settled = mqtt.protocol != "auto"
         self.status_topic = self.topics.status(name)
         self.error_topic = self.topics.error(name)
         self.errors_reported = 0
@@ -287,7 +290,7 @@ class Service:
             "password": password,
             "identifier": self.client_id,
             "keepalive": self.mqtt.keepalive_s,
-            "timeout": 10,
+            "timeout": CONNECT_TIMEOUT_S,
             "protocol": self._protocol,
             "will": aiomqtt.Will(self.status_topic, b"offline", qos=QOS, retain=True),
         }
@@ -306,10 +309,17 @@ class Service:
                         await self._dispatch(message)
             except aiomqtt.MqttError as exc:
                 self._on_disconnected()
-                if self._protocol is aiomqtt.ProtocolVersion.V5 and _refused_protocol(exc):
-                    log.info(f"service={self.name} event=protocol_fallback to=3.1.1")
-                    self._protocol = aiomqtt.ProtocolVersion.V311
-                    continue
+                if not self._protocol_settled:
+                    # "auto": some 3.1.1-only brokers refuse a v5 CONNECT, others just never answer it. Until one
+                    # connect succeeds, alternate between 5 and 3.1.1.
+                    self._protocol = (
+                        aiomqtt.ProtocolVersion.V311
+                        if self._protocol is aiomqtt.ProtocolVersion.V5
+                        else aiomqtt.ProtocolVersion.V5
+                    )
+                    log.info(f"service={self.name} event=protocol_retry protocol={self._protocol.name}")
+                    if self._protocol is aiomqtt.ProtocolVersion.V311:
+                        continue
                 delay = self.backoff.next_delay()
                 log.warning(
                     f"service={self.name} event=disconnected broker={self.mqtt.redacted_url} "
@@ -326,6 +336,7 @@ class Service:
 
     async def _on_connected(self, client: aiomqtt.Client) -> None:
         self.backoff.reset()
+        self._protocol_settled = True
         # Subscribe first so nothing published in reaction to our state is missed. With MQTT 5, command topics are
         # subscribed "retain as published", so a command published with the retain flag is refused live too, not
         # only when it is replayed at subscribe time.
@@ -387,10 +398,3 @@ class Service:
         except Exception as exc:
             log.exception(f"service={self.name} event=handler_failed topic={topic}")
             await self.report_error(topic, payload, f"internal error: {type(exc).__name__}: {exc}")
-
-
-def _refused_protocol(exc: aiomqtt.MqttError) -> bool:
-    """A broker that speaks only MQTT 3.1.1 refuses a v5 CONNECT (or drops it): then we retry in 3.1.1 once."""
-    text = str(exc).lower()
-    rc = getattr(exc, "rc", None)
-    return rc in {1, 132} or "unsupported protocol" in text or "protocol version" in text

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import pytest
+from chargebus.clock import FakeClock, SystemClock, clock_from_env, iso_utc
+
+
+async def test_fake_clock_moves_only_when_told() -> None:
+    clock = FakeClock(start=1_000.0)
+    assert clock.time() == 1_000.0
+    clock.advance(5)
+    await clock.sleep(10)
+    assert clock.time() == 1_015.0
+    assert clock.monotonic() == 15.0
+    with pytest.raises(ValueError, match="backwards"):
+        clock.advance(-1)
+
+
+def test_time_scale_from_environment() -> None:
+    assert clock_from_env({}).scale == 1.0
+    assert clock_from_env({"CHARGEBUS_TIME_SCALE": "60"}).scale == 60.0
+    with pytest.raises(ValueError, match="not a number"):
+        clock_from_env({"CHARGEBUS_TIME_SCALE": "fast"})
+    with pytest.raises(ValueError, match="positive"):
+        SystemClock(0)
+
+
+async def test_scaled_sleep_is_shorter_in_real_time() -> None:
+    clock = SystemClock(scale=1000)
+    start = clock.time()
+    await clock.sleep(50)  # 50 simulated seconds = 50 ms real
+    assert clock.time() - start >= 50
+
+
+def test_iso_format_has_milliseconds_and_z() -> None:
+    assert iso_utc(0.1234) == "1970-01-01T00:00:00.123Z"

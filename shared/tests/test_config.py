@@ -1,0 +1,170 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from chargebus.config import (
+    AllocatorServiceConfig,
+    ConfigError,
+    FullConfig,
+    HistoryServiceConfig,
+    TeslaBridgeConfig,
+    TwcBridgeConfig,
+    load_config,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "chargebus.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def problems(cls: type[TwcBridgeConfig | FullConfig | AllocatorServiceConfig], path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_config(cls, path)
+    return caught.value.problems
+
+
+def test_example_file_documents_a_valid_config() -> None:
+    config = load_config(FullConfig, ROOT / "chargebus.example.toml")
+    assert config.twc.wiring_max_amps == 32
+    assert config.allocator.circuits[1].parent == "main"
+    assert config.tesla.vehicles[0].home is not None
+    assert {m.name for m in config.meters} == {"grid", "mains"}
+
+
+def test_example_file_mentions_every_key() -> None:
+    text = (ROOT / "chargebus.example.toml").read_text(encoding="utf-8")
+    sections = {
+        "mqtt": FullConfig.model_fields["mqtt"].annotation,
+        "twc": FullConfig.model_fields["twc"].annotation,
+        "tesla": FullConfig.model_fields["tesla"].annotation,
+        "allocator": FullConfig.model_fields["allocator"].annotation,
+        "history": FullConfig.model_fields["history"].annotation,
+    }
+    for name, model in sections.items():
+        assert model is not None
+        for key in model.model_fields:
+            pattern = rf"(^|[\s.\[]){key}(\s*=|\]|\.)"
+            assert re.search(pattern, text, re.MULTILINE), f"{name}.{key} is not documented"
+
+
+def test_defaults_without_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CHARGEBUS_CONFIG", raising=False)
+    config = load_config(TwcBridgeConfig)
+    assert config.mqtt.url == "mqtt://127.0.0.1:1883"
+    assert config.twc.failsafe_amps == 6
+
+
+def test_environment_overrides_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    path = write(tmp_path, '[twc]\nport = "/dev/ttyUSB0"\nwiring_max_amps = 32\n[mqtt]\nprefix = "a"\n')
+    monkeypatch.setenv("CHARGEBUS_TWC__PORT", "socket://127.0.0.1:9000")
+    monkeypatch.setenv("CHARGEBUS_MQTT_URL", "mqtts://u:p@broker:8883")
+    monkeypatch.setenv("CHARGEBUS_TOPIC_PREFIX", "home/ev")
+    monkeypatch.setenv("CHARGEBUS_STATE_DIR", str(tmp_path / "state"))
+    config = load_config(TwcBridgeConfig, path)
+    assert config.twc.port == "socket://127.0.0.1:9000"
+    assert config.twc.wiring_max_amps == 32
+    assert config.mqtt.prefix == "home/ev"
+    assert config.mqtt.tls
+    assert config.mqtt.credentials() == ("u", "p")
+    assert config.mqtt.redacted_url == "mqtts://u:***@broker:8883"
+    assert config.state_dir == tmp_path / "state"
+
+
+def test_misspelt_environment_key_is_an_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CHARGEBUS_TWC__PROT", "x")
+    assert problems(TwcBridgeConfig, write(tmp_path, "")) == ["config: twc.prot = 'x': unknown key (misspelt?)"]
+
+
+def test_config_path_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CHARGEBUS_CONFIG", str(write(tmp_path, "[twc]\nwiring_max_amps = 16\n")))
+    assert load_config(TwcBridgeConfig).twc.wiring_max_amps == 16
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        (
+            "[twc]\nwiring_max_amps = 100\n",
+            "config: twc.wiring_max_amps = 100: above 80 A, the largest Gen2 TWC rating",
+        ),
+        ("[twc]\nmin_amps = 4\n", "config: twc.min_amps = 4: below 5 A"),
+        ("[twc]\nfailsafe_amps = 3\n", "failsafe_amps 3 is between 0 and min_amps 6"),
+        ("[twc]\nphases = 2\n", "config: twc.phases = 2"),
+        ("[twc]\nmaster_id = 'xyz'\n", "config: twc.master_id = 'xyz'"),
+        ("[twc]\nvin_hints = {'4a1b' = 'not-a-vin'}\n", "config: twc.vin_hints.4a1b"),
+    ],
+)
+def test_twc_safety_limits_are_errors_not_clamps(tmp_path: Path, toml: str, expected: str) -> None:
+    found = problems(TwcBridgeConfig, write(tmp_path, toml))
+    assert len(found) == 1
+    assert found[0].startswith(expected) or expected in found[0]
+
+
+def test_every_problem_gets_its_own_line(tmp_path: Path) -> None:
+    found = problems(TwcBridgeConfig, write(tmp_path, "[twc]\nwiring_max_amps = 100\nmin_amps = 4\nbogus = 1\n"))
+    assert len(found) == 3
+
+
+def test_services_ignore_other_services_sections(tmp_path: Path) -> None:
+    path = write(tmp_path, "[tesla]\nmax_wakes_per_day = -1\n[twc]\nwiring_max_amps = 40\n")
+    assert load_config(TwcBridgeConfig, path).twc.wiring_max_amps == 40
+    assert any("tesla.max_wakes_per_day" in p for p in problems(FullConfig, path))
+
+
+def test_unknown_section_is_reported_to_every_service(tmp_path: Path) -> None:
+    found = problems(TwcBridgeConfig, write(tmp_path, "[allocater]\nmode = 'now'\n"))
+    assert found[0].startswith("config: allocater: unknown section")
+
+
+def test_invalid_toml(tmp_path: Path) -> None:
+    assert "not valid TOML" in problems(TwcBridgeConfig, write(tmp_path, "[twc\n"))[0]
+
+
+def test_allocator_meter_forms(tmp_path: Path) -> None:
+    config = load_config(AllocatorServiceConfig, write(tmp_path, "[allocator]\ngeneration_meter = 'pv'\n"))
+    assert config.allocator.grid_meter is None
+    both = "[allocator]\ngrid_meter = 'grid'\ngeneration_meter = 'pv'\n"
+    assert "not both" in problems(AllocatorServiceConfig, write(tmp_path, both))[0]
+
+
+def test_circuit_tree_is_checked(tmp_path: Path) -> None:
+    loop = (
+        "[[allocator.circuits]]\nid = 'a'\nparent = 'b'\nmax_current_a = 16\n"
+        "[[allocator.circuits]]\nid = 'b'\nparent = 'a'\nmax_current_a = 16\n"
+    )
+    assert "loop" in problems(AllocatorServiceConfig, write(tmp_path, loop))[0]
+    orphan = "[allocator.evses.'twc-4a1b']\ncircuit = 'nowhere'\n"
+    assert "nowhere" in problems(AllocatorServiceConfig, write(tmp_path, orphan))[0]
+    bigger_child = (
+        "[[allocator.circuits]]\nid = 'main'\nmax_current_a = 16\n"
+        "[[allocator.circuits]]\nid = 'sub'\nparent = 'main'\nmax_current_a = 32\n"
+    )
+    config = load_config(AllocatorServiceConfig, write(tmp_path, bigger_child))
+    assert "above its parent" in config.allocator.warnings()[0]
+
+
+def test_tesla_references(tmp_path: Path) -> None:
+    text = (
+        "[tesla]\nclient_id = 'x'\ntoken_file = '/tmp/t.json'\n"
+        "[[tesla.vehicles]]\nvin = '5YJ3E1EA8KF000001'\nwall_connector = 'shed'\n"
+    )
+    assert "shed" in problems(TeslaBridgeConfig, write(tmp_path, text))[0]  # type: ignore[arg-type]
+
+
+def test_history_defaults_to_sqlite_in_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHARGEBUS_STATE_DIR", str(tmp_path))
+    config = load_config(HistoryServiceConfig, write(tmp_path, "[history]\ntimezone = 'Europe/Berlin'\n"))
+    assert config.database_url == f"sqlite:///{tmp_path}/history.sqlite"
+    assert "unknown IANA" in problems(FullConfig, write(tmp_path, "[history]\ntimezone = 'Mars/Base'\n"))[0]
+
+
+def test_secret_values_are_never_echoed(tmp_path: Path) -> None:
+    found = problems(TwcBridgeConfig, write(tmp_path, "[mqtt]\nurl = 'http://me:s3cret@x'\npassword = 5\n"))
+    assert not any("s3cret" in line for line in found)

@@ -1,0 +1,43 @@
+"""A house with PV for the demo and tests: a sunny morning that turns cloudy after midday.
+
+Pure: power is a function of the simulated time of day, so a run is reproducible and benchmarks can compare
+against the same profile offline.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+SUNRISE_H = 6.0
+SUNSET_H = 20.0
+
+
+@dataclass(frozen=True)
+class House:
+    pv_peak_w: float = 9_000.0
+    base_load_w: float = 450.0
+    cloudy_from_h: float = 13.0
+    cloud_period_s: float = 600.0
+
+    def pv_w(self, hour_of_day: float) -> float:
+        """PV output: a half-sine from sunrise to sunset, dimmed by passing clouds after `cloudy_from_h`."""
+        if not SUNRISE_H < hour_of_day < SUNSET_H:
+            return 0.0
+        sun = math.sin(math.pi * (hour_of_day - SUNRISE_H) / (SUNSET_H - SUNRISE_H))
+        if hour_of_day >= self.cloudy_from_h:
+            phase = (hour_of_day * 3600.0) / self.cloud_period_s
+            # Two incommensurate waves: clouds that come and go without a visible pattern, between 25 % and 100 %.
+            cover = 0.5 + 0.25 * math.sin(2 * math.pi * phase) + 0.25 * math.sin(2 * math.pi * phase * 0.37 + 1.0)
+            sun *= 1.0 - 0.75 * max(0.0, min(1.0, cover))
+        return round(self.pv_peak_w * sun, 1)
+
+    def house_w(self, hour_of_day: float) -> float:
+        """Household consumption without the chargers: a base load with morning and evening peaks."""
+        morning = 800.0 * math.exp(-(((hour_of_day - 7.5) / 0.8) ** 2))
+        evening = 1_500.0 * math.exp(-(((hour_of_day - 19.0) / 1.2) ** 2))
+        return round(self.base_load_w + morning + evening, 1)
+
+    def grid_w(self, hour_of_day: float, chargers_w: float) -> float:
+        """Grid import (+) / export (−) with the chargers' measured draw."""
+        return round(self.house_w(hour_of_day) + chargers_w - self.pv_w(hour_of_day), 1)

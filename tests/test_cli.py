@@ -1,0 +1,65 @@
+"""The umbrella command as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def chargebus(*args: str, cwd: Path = ROOT, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "chargebus", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_schema_prints_every_payload() -> None:
+    result = chargebus("schema")
+    assert result.returncode == 0
+    schemas = json.loads(result.stdout)
+    assert {"EvseState", "Setpoint", "VehicleState", "PowerReading", "AllocatorState", "ErrorEvent"} <= set(schemas)
+    one = json.loads(chargebus("schema", "Setpoint").stdout)
+    assert list(one) == ["Setpoint"]
+    assert chargebus("schema", "Nope").returncode == 2
+
+
+def test_topics_table_uses_the_prefix() -> None:
+    result = chargebus("topics", "--prefix", "home/ev")
+    assert result.returncode == 0
+    assert "home/ev/evse/{evse_id}/setpoint" in result.stdout
+
+
+def test_config_check(tmp_path: Path) -> None:
+    assert chargebus("config", "check", "--config", str(ROOT / "chargebus.example.toml")).returncode == 0
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[twc]\nwiring_max_amps = 81\n", encoding="utf-8")
+    result = chargebus("config", "check", "--config", str(bad))
+    assert result.returncode == 2
+    assert result.stderr.strip() == "config: twc.wiring_max_amps = 81: above 80 A, the largest Gen2 TWC rating"
+    assert "Traceback" not in result.stderr
+
+
+def test_run_refuses_unknown_services() -> None:
+    result = chargebus("run", "flux-capacitor")
+    assert result.returncode == 2
+    assert "unknown service flux-capacitor" in result.stderr
+
+
+def test_demo_runs_and_stops_cleanly(tmp_path: Path) -> None:
+    result = chargebus("demo", "--duration", "3", "--time-scale", "600", "--prefix", "demo-test", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "broker mqtt://127.0.0.1:" in result.stdout
+    assert "mosquitto_sub" in result.stdout
+    assert "demo stopped" in result.stdout
+    # no broker or service left behind by this demo
+    leftovers = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    assert str(tmp_path / ".demo") not in leftovers
+    assert (tmp_path / ".demo" / "chargebus.toml").exists()
