@@ -63,6 +63,11 @@ _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 _TWC3_NAME = re.compile(r"^[a-z0-9-]{1,32}$")
 
 
+def repeated(items: list[str]) -> list[str]:
+    """The values that occur more than once, sorted: ids and names must be unique."""
+    return sorted({item for item in items if items.count(item) > 1})
+
+
 class Section(BaseModel):
     """A config table: unknown keys are errors (they are usually misspellings)."""
 
@@ -260,9 +265,7 @@ class TeslaConfig(Section):
 
     @model_validator(mode="after")
     def _references(self) -> Self:
-        vins = [v.vin for v in self.vehicles]
-        duplicates = sorted({vin for vin in vins if vins.count(vin) > 1})
-        if duplicates:
+        if duplicates := repeated([v.vin for v in self.vehicles]):
             raise ValueError(f"vehicles list VIN {', '.join(duplicates)} more than once")
         names = {w.name for w in self.wall_connectors}
         for vehicle in self.vehicles:
@@ -361,9 +364,7 @@ class AllocatorConfig(Section):
 
     @model_validator(mode="after")
     def _circuit_tree(self) -> Self:
-        ids = [c.id for c in self.circuits]
-        duplicates = sorted({i for i in ids if ids.count(i) > 1})
-        if duplicates:
+        if duplicates := repeated([c.id for c in self.circuits]):
             raise ValueError(f"circuit id {', '.join(duplicates)} is defined more than once")
         by_id = {c.id: c for c in self.circuits}
         for circuit in self.circuits:
@@ -498,9 +499,7 @@ class AllocatorServiceConfig(CommonConfig):
 
     @model_validator(mode="after")
     def _unique_meters(self) -> Self:
-        names = [m.name for m in self.meters]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
+        if duplicates := repeated([m.name for m in self.meters]):
             raise ValueError(f"meter name {', '.join(duplicates)} is defined more than once")
         return self
 
