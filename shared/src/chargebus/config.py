@@ -242,7 +242,7 @@ class Prices(Section):
 class TeslaConfig(Section):
     api_base: str = "https://fleet-api.prd.na.vn.cloud.tesla.com"
     command_base: OptionalStr = None
-    token_url: str = "https://auth.tesla.com/oauth2/v3/token"  # noqa: S105 - a URL, not a secret
+    token_url: str = "https://fleet-auth.prd.vn.cloud.tesla.com/oauth2/v3/token"  # noqa: S105 - a URL, not a secret
     client_id: OptionalStr = None
     token_file: OptionalPath = None
     ca_file: OptionalPath = None

@@ -55,6 +55,8 @@ class FakeCar:
     longitude: float = 13.40
     signing_required: bool = True
     wake_delay_s: float = WAKE_DELAY_S
+    #: False models a car without connectivity (garage without signal): wake_up is accepted but never works
+    wakeable: bool = True
     sleep_after_idle_s: float = SLEEP_AFTER_IDLE_S
     last_activity_at: float = 0.0
     wake_at: float | None = None
@@ -175,16 +177,21 @@ class FakeFleetApi:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._ports['fleet']}"
+        return f"http://127.0.0.1:{self._port('fleet')}"
 
     @property
     def proxy_url(self) -> str:
         scheme = "https" if self._proxy_ssl is not None else "http"
-        return f"{scheme}://127.0.0.1:{self._ports['proxy']}"
+        return f"{scheme}://127.0.0.1:{self._port('proxy')}"
 
     @property
     def token_url(self) -> str:
         return f"{self.url}/oauth2/v3/token"
+
+    def _port(self, host: Host) -> int:
+        if host not in self._ports:
+            raise RuntimeError("FakeFleetApi has no address before `await start()`")
+        return self._ports[host]
 
     # -- scenario control ---------------------------------------------------------------------------------------
 
@@ -347,7 +354,7 @@ class FakeFleetApi:
         self.access_token, self.refresh_token = f"access-{self._issued}", f"refresh-{self._issued}"
 
     def _wake(self, car: FakeCar, now: float) -> web.Response:
-        if car.state != "online" and car.wake_at is None:
+        if car.state != "online" and car.wake_at is None and car.wakeable:
             car.wake_at = now + car.wake_delay_s
             self._advance(car, now)
         return _envelope(self._summary(car))

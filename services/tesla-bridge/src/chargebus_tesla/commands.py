@@ -35,7 +35,7 @@ _NOT_STARTABLE: frozenset[str] = frozenset({"Disconnected", "Complete"})
 _ALREADY_CHARGING: frozenset[str] = frozenset({"is_charging", "charging", "requested"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Target:
     """What the setpoint asks of the car: `charge` None = do not start/stop; `amps` None = do not touch."""
 
@@ -92,15 +92,15 @@ def target_from_setpoint(
 ) -> Target:
     """Watts → whole amps at the setpoint's electrical basis (else the car's); below `min_amps` → 0 (a stop)."""
     if power_w is None:
-        return Target(charge, None)
+        return Target(charge=charge, amps=None)
     phases = setpoint_phases or car_phases
     voltage_v = setpoint_voltage_v or car_voltage_v
-    return Target(charge, offer_amps(power_w, voltage_v, phases, min_amps, max_amps))
+    return Target(charge=charge, amps=offer_amps(power_w, voltage_v, phases, min_amps, max_amps))
 
 
 def failsafe_target(failsafe_amps: int) -> Target | None:
     """On setpoint expiry: `failsafe_amps` 0 leaves the car alone (no billed call)."""
-    return None if failsafe_amps <= 0 else Target(None, failsafe_amps)
+    return None if failsafe_amps <= 0 else Target(charge=None, amps=failsafe_amps)
 
 
 def amps_commands(amps: int) -> tuple[PlannedCommand, ...]:

@@ -18,6 +18,7 @@ from typing import Any, Literal, Self
 
 import httpx
 from chargebus.clock import Clock
+from chargebus.config import TeslaConfig
 
 from chargebus_tesla.errors import (
     AuthFailed,
@@ -45,6 +46,10 @@ BACKOFF_BASE_S = 2.0
 BACKOFF_CAP_S = 30.0
 #: Commands go through the proxy to the car and back; the proxy itself waits up to ~30 s for the car.
 TIMEOUT_S = 40.0
+#: The persisted 429 deadline, next to the service's other runtime state.
+RATE_LIMIT_FILE = "tesla-rate-limit.json"
+#: Used only when no car is on the Fleet API (all BLE proxies): the file is then never read.
+_UNUSED_TOKEN_FILE = "tesla-token.json"  # noqa: S105 -- a file name, not a secret
 _ERROR_TEXT_MAX = 200
 _PROTOCOL_REQUIRED = "vehicle command protocol required"
 
@@ -79,8 +84,8 @@ class FleetClient:
         client_id: str,
         token_file: Path,
         clock: Clock,
-        command_base: str = "",
-        ca_file: str = "",
+        command_base: str | None = None,
+        ca_file: str | Path | None = None,
         rate_limit_file: Path | None = None,
         ble_proxy_urls: Mapping[str, str] | None = None,
         counter: CallCounter | None = None,
@@ -303,3 +308,23 @@ def _alt_svc_host(header: str | None) -> str | None:
         return None
     match = re.search(r'="?([^":;,\s]+)', header)
     return match.group(1) if match else None
+
+
+def fleet_client_from_config(tesla: TeslaConfig, *, state_dir: Path, clock: Clock) -> FleetClient:
+    """The client for the `[tesla]` section: BLE-proxy cars routed to their proxies, prices for the usage."""
+    return FleetClient(
+        api_base=tesla.api_base,
+        command_base=tesla.command_base,
+        token_url=tesla.token_url,
+        client_id=tesla.client_id or "",
+        token_file=tesla.token_file or state_dir / _UNUSED_TOKEN_FILE,
+        ca_file=tesla.ca_file,
+        clock=clock,
+        rate_limit_file=state_dir / RATE_LIMIT_FILE,
+        ble_proxy_urls={
+            vehicle.vin: vehicle.ble_proxy_url
+            for vehicle in tesla.vehicles
+            if vehicle.transport == "ble_proxy" and vehicle.ble_proxy_url
+        },
+        counter=CallCounter(tesla.prices.model_dump()),
+    )

@@ -239,8 +239,8 @@ class PollPolicy:
         return PollDecision(Action.DATA, max(now, at), reason, endpoints)
 
     def _wake_allowed_at(self, now: float, view: CarView) -> float | None:
-        """When a wake is due, or None when none is wanted or allowed today."""
-        if not view.wants_charge or view.online_state not in ("asleep", "offline"):
+        """When a wake may happen (the next UTC midnight once today's budget is spent), or None: no wake wanted."""
+        if not view.wants_charge or view.online_state not in ("asleep", "offline") or self.max_wakes_per_day <= 0:
             return None
         if view.plugged_in is not True or view.at_home is not True or self._waking(now):
             return None
