@@ -6,8 +6,6 @@ PostgreSQL: `$CHARGEBUS_TEST_POSTGRES_URL`, else the local server as user postgr
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -15,9 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
 import pytest
-
 from chargebus_history.store import HistoryStore
 
 POSTGRES_CANDIDATES = (
@@ -46,11 +43,15 @@ async def _first_answering(urls: tuple[str, ...]) -> tuple[str | None, str]:
     return None, "; ".join(errors)
 
 
-@functools.cache
-def postgres_url() -> tuple[str | None, str]:
-    """(url, "") when a server answers, else (None, why not)."""
-    configured = os.environ.get("CHARGEBUS_TEST_POSTGRES_URL")
-    return asyncio.run(_first_answering((configured,) if configured else POSTGRES_CANDIDATES))
+_probed: dict[str, tuple[str | None, str]] = {}
+
+
+async def postgres_url() -> tuple[str | None, str]:
+    """(url, "") when a server answers, else (None, why not). Probed once per test run."""
+    if "result" not in _probed:
+        configured = os.environ.get("CHARGEBUS_TEST_POSTGRES_URL")
+        _probed["result"] = await _first_answering((configured,) if configured else POSTGRES_CANDIDATES)
+    return _probed["result"]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -58,7 +59,7 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     if request.param == "sqlite":
         yield Backend(f"sqlite:///{tmp_path / 'history.sqlite'}")
         return
-    url, why = postgres_url()
+    url, why = await postgres_url()
     if url is None:
         pytest.skip(f"PostgreSQL not reachable, PostgreSQL store tests skipped ({why})")
     schema = f"chargebus_test_{secrets.token_hex(6)}"

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
+from zoneinfo import TZPATH, ZoneInfo
 
 import pytest
-
 from chargebus_history import timezones
 from chargebus_history.energy import energy_by_local_day, local_days, local_midnight
 from chargebus_history.reconstruct import Segment
@@ -28,7 +27,9 @@ def at(text: str, zone: ZoneInfo = BERLIN) -> float:
 def test_a_constant_kilowatt_over_a_dst_day_gives_its_true_length(day: date, hours: int) -> None:
     start, end = local_midnight(day, BERLIN), local_midnight(date.fromordinal(day.toordinal() + 1), BERLIN)
     result = energy_by_local_day([Segment(start - 3600, end + 3600, 1000.0)], start, end, BERLIN)
-    assert [(d.day, d.energy_wh) for d in result.days] == [(day, pytest.approx(hours * 1000))]
+    (only,) = result.days
+    assert only.day == day
+    assert only.energy_wh == pytest.approx(hours * 1000)
     assert result.energy_wh == pytest.approx(hours * 1000)
     assert result.unknown_s == 0
 
@@ -37,10 +38,8 @@ def test_energy_splits_at_local_midnight_not_utc_midnight() -> None:
     # 23:00 to 01:00 Berlin summer time at 2 kW: 2 kWh on each side of local midnight (UTC midnight is 02:00).
     start, end = at("2026-07-01T23:00"), at("2026-07-02T01:00")
     result = energy_by_local_day([Segment(start, end, 2000.0)], start - 3600, end + 3600, BERLIN)
-    assert [(d.day.isoformat(), d.energy_wh) for d in result.days] == [
-        ("2026-07-01", pytest.approx(2000)),
-        ("2026-07-02", pytest.approx(2000)),
-    ]
+    assert [d.day.isoformat() for d in result.days] == ["2026-07-01", "2026-07-02"]
+    assert [d.energy_wh for d in result.days] == pytest.approx([2000, 2000])
 
 
 def test_unknown_parts_are_reported_and_an_unknown_day_has_no_figure() -> None:
@@ -73,18 +72,30 @@ def test_a_zone_whose_midnight_does_not_exist_starts_the_day_at_the_shift() -> N
     assert [(d.isoformat(), (b - a) / 3600) for d, a, b in days] == [("2026-09-05", 1), ("2026-09-06", 1)]
 
 
-def test_resolve_timezone_by_name_env_and_system(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_resolve_timezone_by_name_and_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert resolve_timezone("Europe/Berlin") == BERLIN
     with pytest.raises(ValueError, match="Mars/Olympus"):
         resolve_timezone("Mars/Olympus")
     assert resolve_timezone("", environ={"TZ": ":America/New_York"}) == ZoneInfo("America/New_York")
     monkeypatch.setattr(timezones, "_LOCALTIME", tmp_path / "missing")
     assert resolve_timezone("", environ={}) == ZoneInfo("UTC")
-    zoneinfo_dir = tmp_path / "usr" / "share" / "zoneinfo" / "Europe"
-    zoneinfo_dir.mkdir(parents=True)
-    tzfile = next(Path(p) for p in ("/usr/share/zoneinfo/Europe/Berlin",) if Path(p).exists())
-    (zoneinfo_dir / "Berlin").write_bytes(tzfile.read_bytes())
+
+
+def test_the_system_zone_is_found_by_its_iana_name(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    system_file = next(
+        (Path(d) / "Europe" / "Berlin" for d in TZPATH if (Path(d) / "Europe" / "Berlin").is_file()), None
+    )
+    if system_file is None:
+        pytest.skip("no system time zone database (TZPATH) to copy a zone file from")
+    zone_dir = tmp_path / "usr" / "share" / "zoneinfo" / "Europe"
+    zone_dir.mkdir(parents=True)
+    (zone_dir / "Berlin").write_bytes(system_file.read_bytes())
     link = tmp_path / "localtime"
-    link.symlink_to(zoneinfo_dir / "Berlin")
+    link.symlink_to(zone_dir / "Berlin")
     monkeypatch.setattr(timezones, "_LOCALTIME", link)
-    assert resolve_timezone("", environ={"TZ": "CET-1CEST"}) == BERLIN
+    assert resolve_timezone("", environ={"TZ": "CET-1CEST"}) == BERLIN  # a POSIX TZ string is no IANA key
+    copy = tmp_path / "copied-localtime"  # some systems copy the file instead of linking it
+    copy.write_bytes(system_file.read_bytes())
+    monkeypatch.setattr(timezones, "_LOCALTIME", copy)
+    copied = resolve_timezone("", environ={})
+    assert datetime(2026, 7, 1, tzinfo=copied).utcoffset() == datetime(2026, 7, 1, tzinfo=BERLIN).utcoffset()

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from chargebus_history.merge import car_evse_id, is_measuring_evse, merge_preferred, only_vin
 from chargebus_history.reconstruct import Sample, Segment, integrate, step_hold
+from hypothesis import given
+from hypothesis import strategies as st
 
 T0 = 1_800_000_000.0
 VIN = "5YJ3E1EA8KF000001"

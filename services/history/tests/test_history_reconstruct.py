@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from chargebus_history.reconstruct import (
     Sample,
     Segment,
@@ -22,8 +21,8 @@ T0 = 1_800_000_000.0
 GAP = 1800.0
 
 
-def charging(ts: float, power_w: float | None, **fields: object) -> Sample:
-    return Sample(ts=ts, source="twc-4a1b", power_w=power_w, charging=True, plugged_in=True, **fields)  # type: ignore[arg-type]
+def charging(ts: float, power_w: float | None, counter_wh: float | None = None) -> Sample:
+    return Sample(ts, "twc-4a1b", power_w=power_w, charging=True, plugged_in=True, counter_wh=counter_wh)
 
 
 @pytest.mark.parametrize(
@@ -158,8 +157,11 @@ def test_reconcile_leaves_resets_unknown_spans_and_zero_integrals_alone() -> Non
 
 def test_resample_means_each_step_and_nulls_any_unknown_part() -> None:
     segments = [Segment(T0, T0 + 30, 1000), Segment(T0 + 30, T0 + 60, 3000), Segment(T0 + 90, T0 + 120, 0)]
-    assert resample(segments, T0, T0 + 150, 60) == [(T0, pytest.approx(2000)), (T0 + 60, None), (T0 + 120, None)]
-    assert resample(segments, T0, T0 + 60, 60) == [(T0, pytest.approx(2000))]
+    (first, mean), *rest = resample(segments, T0, T0 + 150, 60)
+    assert first == T0
+    assert mean == pytest.approx(2000)
+    assert rest == [(T0 + 60, None), (T0 + 120, None)]
+    assert len(resample(segments, T0, T0 + 60, 60)) == 1
     with pytest.raises(ValueError, match="positive"):
         resample(segments, T0, T0 + 60, 0)
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from itertools import pairwise
 
 import pytest
+from chargebus_history.reconstruct import Sample, counter_anchors, integrate, reconstruct, step_hold
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from chargebus_history.reconstruct import Sample, counter_anchors, integrate, reconstruct, step_hold
 
 T0 = 1_800_000_000.0
 GAP = 1800.0

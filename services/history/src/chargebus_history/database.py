@@ -38,7 +38,10 @@ def async_url(database: str) -> URL:
             raise ValueError(f"database={shown!r}: SQLite needs an absolute path (sqlite:////abs/path.sqlite)")
         return url.set(drivername="sqlite+aiosqlite")
     if url.drivername in _POSTGRES_DRIVERS:
-        return url.set(drivername="postgresql+asyncpg")
+        query = dict(url.query)
+        if "sslmode" in query:  # libpq's name; asyncpg takes the same values as `ssl`
+            query["ssl"] = query.pop("sslmode")
+        return url.set(drivername="postgresql+asyncpg", query=query)
     raise ValueError(f"database={shown!r}: only sqlite:// and postgresql:// URLs are supported")
 
 

@@ -117,13 +117,7 @@ def coalesce(segments: Iterable[Segment]) -> list[Segment]:
 
 
 def _same_state(a: Segment, b: Segment) -> bool:
-    return (a.power_w, a.source, a.vin, a.plugged_in, a.charging) == (
-        b.power_w,
-        b.source,
-        b.vin,
-        b.plugged_in,
-        b.charging,
-    )
+    return replace(a, start=b.start, end=b.end) == b
 
 
 class SeriesIndex:
@@ -139,7 +133,9 @@ class SeriesIndex:
             return Integral(0.0, 0.0, 0.0)
         energy_ws = 0.0
         known_s = 0.0
-        for segment in self.segments[max(0, bisect_right(self._starts, start) - 1) :]:
+        first = max(0, bisect_right(self._starts, start) - 1)
+        for index in range(first, len(self.segments)):  # by index: a slice would copy the tail every call
+            segment = self.segments[index]
             if segment.start >= end:
                 break
             overlap = min(end, segment.end) - max(start, segment.start)

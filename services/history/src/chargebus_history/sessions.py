@@ -9,6 +9,7 @@ ongoing: its `end` is None.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -60,17 +61,22 @@ def plugged_runs(segments: Sequence[Segment]) -> list[list[Segment]]:
     return runs
 
 
-def _companion_ids(companions: Sequence[Sequence[Segment]], vin: str | None, start: float, end: float) -> set[str]:
-    """Other sources that saw the same car plugged in during the session (e.g. `car-<VIN>` beside its TWC)."""
-    ids: set[str] = set()
-    if vin is None:
-        return ids
-    for companion in companions:
-        for segment in companion:
-            overlaps = segment.start < end and segment.end > start
-            if overlaps and segment.source and segment.vin == vin and _plugged(segment):
+class _Companion:
+    """Another source's series, indexed by segment end so each session looks only at what overlaps it."""
+
+    def __init__(self, segments: Sequence[Segment]) -> None:
+        self.segments = segments
+        self._ends = [s.end for s in segments]
+
+    def saw(self, vin: str, start: float, end: float) -> set[str]:
+        ids: set[str] = set()
+        for index in range(bisect_right(self._ends, start), len(self.segments)):
+            segment = self.segments[index]
+            if segment.start >= end:
+                break
+            if segment.source and segment.vin == vin and _plugged(segment):
                 ids.add(segment.source)
-    return ids
+        return ids
 
 
 def find_sessions(
@@ -80,6 +86,7 @@ def find_sessions(
     companions: Sequence[Sequence[Segment]] = (),
 ) -> list[Session]:
     """Sessions in a sorted series. `horizon`: the end of the data (a session reaching it is ongoing)."""
+    indexed = [_Companion(companion) for companion in companions]
     sessions: list[Session] = []
     for run in plugged_runs(segments):
         energy_wh = sum(s.power_w * s.duration_s for s in run if s.power_w is not None) / SECONDS_PER_HOUR
@@ -87,7 +94,11 @@ def find_sessions(
             continue
         start, end = run[0].start, run[-1].end
         vin = _last_vin(run)
-        evse_ids = {s.source for s in run if s.source} | _companion_ids(companions, vin, start, end)
+        # Other sources that saw the same car plugged in meanwhile (e.g. `car-<VIN>` beside its TWC) ran it too.
+        evse_ids = {s.source for s in run if s.source}
+        if vin is not None:
+            for companion in indexed:
+                evse_ids |= companion.saw(vin, start, end)
         sessions.append(
             Session(
                 start=start,
