@@ -13,6 +13,7 @@ known kind re-encodes byte for byte; anything else decodes as `UnknownMessage`, 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -278,7 +279,6 @@ class EnergyReport:
 
 
 VIN_PART_CODES = {1: 0xEE, 2: 0xEF, 3: 0xF1}
-_VIN_PART_BY_CODE = {code: part for part, code in VIN_PART_CODES.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,62 +376,55 @@ def _u16(body: bytes, at: int) -> int:
     return int.from_bytes(body[at : at + 2], "big")
 
 
-def _parse_known(body: bytes) -> Message | None:  # noqa: PLR0911 — one return per message kind reads best
-    code = body[:2]
-    if code == MasterLinkready1.CODE:
-        return MasterLinkready1(_u16(body, 2), body[4], body[5:])
-    if code == MasterLinkready2.CODE:
-        return MasterLinkready2(_u16(body, 2), body[4], body[5:])
-    if code == SlaveLinkready.CODE:
-        return SlaveLinkready(_u16(body, 2), body[4], _u16(body, 5), body[7:])
-    if code == MasterHeartbeat.CODE:
-        if body[9] > 1:
-            return None
-        return MasterHeartbeat(_u16(body, 2), _u16(body, 4), body[6], _u16(body, 7), body[9] == 1, body[10:])
-    if code == SlaveHeartbeat.CODE:
-        return SlaveHeartbeat(_u16(body, 2), _u16(body, 4), body[6], _u16(body, 7), _u16(body, 9), body[11:])
-    if code == EnergyRequest.CODE:
-        return EnergyRequest(_u16(body, 2), _u16(body, 4), body[6:])
-    if code == EnergyReport.CODE:
-        volts = (_u16(body, 8), _u16(body, 10), _u16(body, 12))
-        return EnergyReport(_u16(body, 2), int.from_bytes(body[4:8], "big"), *volts, body[14:])
-    if code == StartCharging.CODE:
-        return StartCharging(_u16(body, 2), _u16(body, 4), body[6:])
-    if code == StopCharging.CODE:
-        return StopCharging(_u16(body, 2), _u16(body, 4), body[6:])
-    part = _VIN_PART_BY_CODE.get(body[1])
-    if part is not None and body[0] == 0xFB:
-        return VinRequest(part, _u16(body, 2), _u16(body, 4), body[6:])
-    if part is not None and body[0] == 0xFD:
-        return VinReport(part, _u16(body, 2), body[4:])
-    return None
+def _master_heartbeat(body: bytes) -> Message | None:
+    if body[9] > 1:
+        return None  # D3 is a plugged-in flag: anything else is not a heartbeat we understand
+    return MasterHeartbeat(_u16(body, 2), _u16(body, 4), body[6], _u16(body, 7), body[9] == 1, body[10:])
 
 
-_FIXED_BY_CODE: dict[bytes, int] = {
-    cls.CODE: cls.FIXED
-    for cls in (
-        MasterLinkready1,
-        MasterLinkready2,
-        SlaveLinkready,
-        MasterHeartbeat,
-        SlaveHeartbeat,
-        EnergyRequest,
-        EnergyReport,
-        StartCharging,
-        StopCharging,
-    )
+def _energy_report(body: bytes) -> Message:
+    volts = (_u16(body, 8), _u16(body, 10), _u16(body, 12))
+    return EnergyReport(_u16(body, 2), int.from_bytes(body[4:8], "big"), *volts, body[14:])
+
+
+Parser = Callable[[bytes], Message | None]
+
+#: Per code: the bytes a message needs before its tail, and how to read it.
+_PARSERS: dict[bytes, tuple[int, Parser]] = {
+    MasterLinkready1.CODE: (MasterLinkready1.FIXED, lambda b: MasterLinkready1(_u16(b, 2), b[4], b[5:])),
+    MasterLinkready2.CODE: (MasterLinkready2.FIXED, lambda b: MasterLinkready2(_u16(b, 2), b[4], b[5:])),
+    SlaveLinkready.CODE: (SlaveLinkready.FIXED, lambda b: SlaveLinkready(_u16(b, 2), b[4], _u16(b, 5), b[7:])),
+    MasterHeartbeat.CODE: (MasterHeartbeat.FIXED, _master_heartbeat),
+    SlaveHeartbeat.CODE: (
+        SlaveHeartbeat.FIXED,
+        lambda b: SlaveHeartbeat(_u16(b, 2), _u16(b, 4), b[6], _u16(b, 7), _u16(b, 9), b[11:]),
+    ),
+    EnergyRequest.CODE: (EnergyRequest.FIXED, lambda b: EnergyRequest(_u16(b, 2), _u16(b, 4), b[6:])),
+    EnergyReport.CODE: (EnergyReport.FIXED, _energy_report),
+    StartCharging.CODE: (StartCharging.FIXED, lambda b: StartCharging(_u16(b, 2), _u16(b, 4), b[6:])),
+    StopCharging.CODE: (StopCharging.FIXED, lambda b: StopCharging(_u16(b, 2), _u16(b, 4), b[6:])),
 }
-for _code in VIN_PART_CODES.values():
-    _FIXED_BY_CODE[bytes([0xFB, _code])] = VinRequest.FIXED
-    _FIXED_BY_CODE[bytes([0xFD, _code])] = VinReport.FIXED
+
+
+def _vin_request_parser(part: int) -> Parser:
+    return lambda b: VinRequest(part, _u16(b, 2), _u16(b, 4), b[6:])
+
+
+def _vin_report_parser(part: int) -> Parser:
+    return lambda b: VinReport(part, _u16(b, 2), b[4:])
+
+
+for _part, _code in VIN_PART_CODES.items():
+    _PARSERS[bytes([0xFB, _code])] = (VinRequest.FIXED, _vin_request_parser(_part))
+    _PARSERS[bytes([0xFD, _code])] = (VinReport.FIXED, _vin_report_parser(_part))
 
 
 def parse(message: bytes) -> Message:
     """The typed form of a message (checksum already stripped); never raises."""
-    fixed = _FIXED_BY_CODE.get(message[:2])
-    if fixed is None or len(message) < fixed:
+    known = _PARSERS.get(message[:2])
+    if known is None or len(message) < known[0]:
         return UnknownMessage(message)
-    return _parse_known(message) or UnknownMessage(message)
+    return known[1](message) or UnknownMessage(message)
 
 
 def pack(message: Message) -> bytes:

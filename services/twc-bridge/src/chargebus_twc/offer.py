@@ -11,11 +11,10 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from chargebus.config import GEN2_MAX_AMPS, TwcConfig
 from chargebus.schema import Setpoint
-from chargebus.units import ABSOLUTE_MIN_AMPS, clamp_offer, offer_amps
+from chargebus.units import clamp_offer, offer_amps
 
-#: The largest Gen2 rating (North-American 80 A units).
-MAX_GEN2_AMPS = 80
 #: A slave's own floor by protocol version (notes §6.2, Q2).
 PROTOCOL_MIN_AMPS = {1: 5, 2: 6}
 
@@ -26,41 +25,28 @@ COMMAND_LIMIT_P2 = 0x09
 
 @dataclass(frozen=True, slots=True)
 class BusLimits:
-    """The `[twc]` amps settings of one bus."""
+    """The `[twc]` amps settings of one bus.
+
+    They are validated once, when the configuration loads (`chargebus.config.TwcConfig`): a wiring limit above the
+    largest Gen2 rating, a minimum below 5 A or a failsafe in the forbidden band refuse to start, never clamped.
+    """
 
     wiring_max_amps: int
     bus_max_amps: int
     min_amps: int
     failsafe_amps: int
 
-
-def config_problems(limits: BusLimits) -> list[str]:
-    """Start-time check: one line per problem (key, value, why); a non-empty list refuses to start.
-
-    The settings are never clamped silently (contract §2). A unit advertising less than `wiring_max_amps` can only
-    be seen at run time: see `rating_problem`.
-    """
-    problems: list[str] = []
-    wiring, bus, floor, failsafe = limits.wiring_max_amps, limits.bus_max_amps, limits.min_amps, limits.failsafe_amps
-    if not 1 <= wiring <= MAX_GEN2_AMPS:
-        problems.append(f"twc.wiring_max_amps = {wiring}: must be 1..{MAX_GEN2_AMPS} A (the largest Gen2 rating)")
-    if floor < ABSOLUTE_MIN_AMPS:
-        problems.append(f"twc.min_amps = {floor}: must be ≥ {ABSOLUTE_MIN_AMPS} A (cars fail below it)")
-    if floor > wiring:
-        problems.append(f"twc.min_amps = {floor}: above wiring_max_amps = {wiring}, so no TWC could ever charge")
-    if bus < 1:
-        problems.append(f"twc.bus_max_amps = {bus}: must be ≥ 1 A")
-    if failsafe < 0:
-        problems.append(f"twc.failsafe_amps = {failsafe}: must be 0 or ≥ min_amps")
-    elif 0 < failsafe < floor:
-        problems.append(f"twc.failsafe_amps = {failsafe}: below min_amps = {floor} it would offer 0 A; write 0")
-    if failsafe > wiring:
-        problems.append(f"twc.failsafe_amps = {failsafe}: above wiring_max_amps = {wiring}")
-    return problems
+    @classmethod
+    def from_config(cls, twc: TwcConfig) -> BusLimits:
+        return cls(twc.wiring_max_amps, twc.bus_max_amps, twc.min_amps, twc.failsafe_amps)
 
 
 def rating_problem(wiring_max_amps: int, advertised_max_amps: float) -> str | None:
-    """Run-time check when a slave links: a unit rated below the wiring limit is driven at its rating (reported)."""
+    """Run-time check when a slave links: a unit rated below the wiring limit is driven at its rating.
+
+    Only the largest Gen2 rating is known before the bus is up, so this is reported once on `…/error` and the
+    service keeps running (contract §2), rather than refusing to start.
+    """
     if advertised_max_amps < wiring_max_amps:
         return (
             f"twc.wiring_max_amps = {wiring_max_amps} is above the unit's advertised maximum of "
@@ -76,7 +62,7 @@ def slave_min_amps(config_min_amps: int, protocol: int) -> int:
 
 def slave_max_amps(wiring_max_amps: int, advertised_max_amps: float | None, override_amps: float | None) -> int:
     """Whole amps a slave may be offered at most: the lowest of wiring, unit rating and user override."""
-    limits = [float(wiring_max_amps), float(MAX_GEN2_AMPS)]
+    limits = [float(wiring_max_amps), float(GEN2_MAX_AMPS)]
     if advertised_max_amps is not None:
         limits.append(advertised_max_amps)
     if override_amps is not None:
@@ -130,7 +116,7 @@ def cut_to_bus(wanted: Mapping[int, int], minimums: Mapping[int, int], bus_max_a
     (ties: lowest ID); the others are then cut proportionally in whole amps, and the amps lost to flooring go back
     one by one to the largest remainders, never above what was wanted.
     """
-    offers = {slave_id: 0 for slave_id in wanted}
+    offers = dict.fromkeys(wanted, 0)
     active = {slave_id: amps for slave_id, amps in wanted.items() if amps > 0}
     budget = max(0, bus_max_amps)
     while active:
