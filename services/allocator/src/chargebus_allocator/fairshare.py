@@ -1,0 +1,338 @@
+"""Sharing watts among admitted charge points: a water level over circuits, priority filling, whole-amp steps.
+
+Fair sharing is progressive filling (allocation.md §4): one level L rises; a charge point sits at its minimum until
+L reaches it, then rises with L, and freezes at its maximum or when a circuit slot on its path fills; the rise
+stops when the budget is spent. Without circuits this is the seed's "smallest maximum first, equal share of what is
+left" procedure. It runs event by event (a minimum reached, a maximum reached, a slot full, the budget spent), so the
+cost grows with the number of charge points, not with the size of the budget.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Sequence
+from typing import Literal, NamedTuple
+
+from chargebus_allocator.circuits import NO_LOAD, Footprint
+
+Bound = Literal["max", "budget", "circuit"]
+
+_EPS_W = 1e-6
+_EPS_A = 1e-9
+
+
+class Demand(NamedTuple):
+    """Per charge point and round, like Share: NamedTuples are cheap to build, which matters at 1 000 of them."""
+
+    min_w: float
+    max_w: float  # equal to min_w for a charge point that only holds its minimum (starting, stopping)
+    step_w: float
+    footprint: Footprint = NO_LOAD
+
+
+class Share(NamedTuple):
+    power_w: float
+    bound: Bound  # what stopped it rising: its maximum, the budget, or a circuit slot
+    slot: int | None = None
+
+
+def share_fair(demands: Sequence[Demand], budget_w: float, free_a: Sequence[float]) -> list[Share]:
+    """Max-min fair shares. The minimums must already fit `budget_w` and `free_a` (admission sees to it)."""
+    return _WaterLevel(demands, budget_w, free_a).run()
+
+
+def share_priority(
+    demands: Sequence[Demand], order: Sequence[int], budget_w: float, free_a: Sequence[float]
+) -> list[Share]:
+    """Everyone at their minimum, then each in `order` raised as far as its maximum, the budget and circuits allow."""
+    powers = [demand.min_w for demand in demands]
+    used = _usage(demands, powers, len(free_a))
+    total = sum(powers)
+    shares: list[Share] = [Share(demand.min_w, "max") for demand in demands]
+    for index in order:
+        demand = demands[index]
+        room = demand.max_w - demand.min_w
+        bound: Bound = "max"
+        bound_slot: int | None = None
+        if budget_w - total < room:
+            room, bound = budget_w - total, "budget"
+        footprint = demand.footprint
+        for slot, per_w in footprint.steady:
+            fits = (free_a[slot] - used[slot]) / per_w
+            if fits < room:
+                room, bound, bound_slot = fits, "circuit", slot
+        for slot, per_w in footprint.late:
+            fits = max(0.0, footprint.above_w - demand.min_w) + (free_a[slot] - used[slot]) / per_w
+            if fits < room:
+                room, bound, bound_slot = fits, "circuit", slot
+        room = max(0.0, room)
+        before = powers[index]
+        powers[index] = before + room
+        total += room
+        _add_load(footprint, before, powers[index], used)
+        shares[index] = Share(powers[index], bound, bound_slot)
+    return shares
+
+
+def quantise(
+    demands: Sequence[Demand],
+    powers: Sequence[float],
+    order: Sequence[int],
+    budget_w: float,
+    free_a: Sequence[float],
+) -> list[float]:
+    """Round down to whole steps, then hand out what is left one step at a time, round-robin in `order`."""
+    floor = math.floor
+    # The epsilon keeps 4 600 W at 230 W per step from flooring to 19 steps; the minimum is a floor of its own
+    # for an EVSE whose minimum is not a whole number of steps.
+    result = [
+        min(max(floor(power / d.step_w + 1e-6) * d.step_w, d.min_w), d.max_w)
+        for power, d in zip(powers, demands, strict=True)
+    ]
+    used = _usage(demands, result, len(free_a))
+    total = sum(result)
+    candidates = list(order)
+    while candidates:
+        still = []
+        for index in candidates:
+            demand = demands[index]
+            after = result[index] + demand.step_w
+            # Budget and headroom only shrink and an allocation only grows, so a refusal is final.
+            if after > demand.max_w + _EPS_W or total + demand.step_w > budget_w + _EPS_W:
+                continue
+            if not _fits(demand.footprint, result[index], after, used, free_a):
+                continue
+            _add_load(demand.footprint, result[index], after, used)
+            total += demand.step_w
+            result[index] = after
+            still.append(index)
+        candidates = still
+    return result
+
+
+def _usage(demands: Sequence[Demand], powers: Sequence[float], slots: int) -> list[float]:
+    used = [0.0] * slots
+    for demand, power_w in zip(demands, powers, strict=True):
+        footprint = demand.footprint
+        for slot, per_w in footprint.steady:
+            used[slot] += per_w * power_w
+        above = power_w - footprint.above_w
+        if above > 0:
+            for slot, per_w in footprint.late:
+                used[slot] += per_w * above
+    return used
+
+
+def _add_load(footprint: Footprint, before_w: float, after_w: float, used: list[float]) -> None:
+    for slot, per_w in footprint.steady:
+        used[slot] += per_w * (after_w - before_w)
+    above = footprint.above_w
+    for slot, per_w in footprint.late:
+        used[slot] += per_w * (max(0.0, after_w - above) - max(0.0, before_w - above))
+
+
+def _fits(footprint: Footprint, before_w: float, after_w: float, used: list[float], free_a: Sequence[float]) -> bool:
+    for slot, per_w in footprint.steady:
+        if used[slot] + per_w * (after_w - before_w) > free_a[slot] + _EPS_A:
+            return False
+    above = footprint.above_w
+    extra = max(0.0, after_w - above) - max(0.0, before_w - above)
+    return all(used[slot] + per_w * extra <= free_a[slot] + _EPS_A for slot, per_w in footprint.late)
+
+
+class _WaterLevel:
+    """Progressive filling. Slot usage and the total are kept as (value at a reference level, rate) so that only
+    the slots a joining or freezing charge point touches are updated at each event."""
+
+    def __init__(self, demands: Sequence[Demand], budget_w: float, free_a: Sequence[float]) -> None:
+        self.demands = demands
+        self.budget_w = budget_w
+        self.free = list(free_a)
+        count = len(demands)
+        self.level = 0.0
+        self.power = [demand.min_w for demand in demands]
+        # A charge point the level never reached sits at its minimum because the budget ran out first.
+        self.shares: list[Share | None] = [None] * count
+        self.active: set[int] = set()
+        self.counting_late = [False] * count
+        slots = len(free_a)
+        self.used = _usage(demands, self.power, slots)
+        self.used_at = [0.0] * slots
+        self.rate = [0.0] * slots
+        self.version = [0] * slots
+        self.full = [False] * slots
+        # Who counts on each slot: appended when they start, never removed (frozen ones are skipped when it fills).
+        self.members: list[list[int]] = [[] for _ in range(slots)]
+        self.counting = [0] * slots
+        self.slot_heap: list[tuple[float, int, int]] = []
+        self.total = sum(self.power)
+        self.total_at = 0.0
+        self.delta: dict[int, float] = {}
+        self.pending: list[int] = []  # by minimum: who joins the rise next
+        self.next_join = 0
+        # Everyone by maximum, with a cursor: the next maximum to reach is the first one still rising (one not yet
+        # rising has a minimum above the level, hence a maximum no lower than the next join).
+        self.by_max: list[int] = []
+        self.next_max = 0
+        self.late_heap: list[tuple[float, int]] = []
+
+    def run(self) -> list[Share]:
+        demands = self.demands
+        for i, demand in enumerate(demands):
+            if demand.max_w <= demand.min_w + _EPS_W:
+                self.shares[i] = Share(demand.min_w, "max")
+            else:
+                self.pending.append(i)
+        self.pending.sort(key=lambda i: (demands[i].min_w, i))
+        self.by_max = sorted(self.pending, key=lambda i: (demands[i].max_w, i))
+        while True:
+            target = self._next_event()
+            if target == math.inf:
+                break
+            self._rise_to(max(target, self.level))
+            if not self._handle_events():
+                break
+            self._apply_rates()
+        for i in sorted(self.active):  # only when nothing limits the rise: cannot happen with finite maximums
+            self._freeze(i, Share(self.level, "budget"))
+        return [share if share is not None else Share(self.power[i], "budget") for i, share in enumerate(self.shares)]
+
+    def _next_event(self) -> float:
+        """The level of the next event: a minimum reached, a maximum reached, a slot full, the budget spent."""
+        target = math.inf
+        if self.next_join < len(self.pending):
+            target = self.demands[self.pending[self.next_join]].min_w
+        by_max, shares = self.by_max, self.shares
+        while self.next_max < len(by_max) and shares[by_max[self.next_max]] is not None:
+            self.next_max += 1  # frozen already
+        if self.next_max < len(by_max):
+            target = min(target, self.demands[by_max[self.next_max]].max_w)
+        if self.late_heap:
+            target = min(target, self.late_heap[0][0])
+        target = min(target, self._next_full_slot())
+        if self.active:
+            target = min(target, self.level + (self.budget_w - self._total()) / len(self.active))
+        return target
+
+    def _handle_events(self) -> bool:
+        """Everything that happens at the current level; False once the budget is spent."""
+        level = self.level + _EPS_W
+        demands = self.demands
+        by_max, position = self.by_max, self.next_max
+        while position < len(by_max) and demands[by_max[position]].max_w <= level:
+            i = by_max[position]
+            if i in self.active:
+                # Within a hair of its maximum: freeze at the level, so the total never passes the budget.
+                self._freeze(i, Share(min(demands[i].max_w, self.level), "max"))
+            position += 1
+        self._fill_slots()
+        if self.active and self._total() >= self.budget_w - _EPS_W:
+            for i in sorted(self.active):
+                self._freeze(i, Share(self.level, "budget"))
+            self._apply_rates()
+            return False
+        while self.late_heap and self.late_heap[0][0] <= level:
+            _, i = heapq.heappop(self.late_heap)
+            if i in self.active:
+                self._count_late(i)
+        while self.next_join < len(self.pending) and demands[self.pending[self.next_join]].min_w <= level:
+            self._join(self.pending[self.next_join])
+            self.next_join += 1
+        return True
+
+    def _total(self) -> float:
+        return self.total + len(self.active) * (self.level - self.total_at)
+
+    def _rise_to(self, level: float) -> None:
+        self.level = level  # the total and slot usage follow lazily from their reference levels and rates
+
+    def _next_full_slot(self) -> float:
+        heap = self.slot_heap
+        while heap:
+            _, version, slot = heap[0]
+            if version == self.version[slot] and not self.full[slot]:
+                return heap[0][0]
+            heapq.heappop(heap)
+        return math.inf
+
+    def _fill_slots(self) -> None:
+        while self.slot_heap and self._next_full_slot() <= self.level + _EPS_W:
+            _, _, slot = heapq.heappop(self.slot_heap)
+            self.full[slot] = True
+            for i in self.members[slot]:
+                if i in self.active:
+                    self._freeze(i, Share(self.level, "circuit", slot))
+
+    def _join(self, i: int) -> None:
+        demand = self.demands[i]
+        footprint = demand.footprint
+        blocked = self._full_slot(footprint.steady)
+        if blocked is None and footprint.late and demand.min_w >= footprint.above_w:
+            blocked = self._full_slot(footprint.late)
+        if blocked is not None:
+            self.shares[i] = Share(demand.min_w, "circuit", blocked)
+            return
+        self.total = self._total()
+        self.total_at = self.level
+        self.active.add(i)
+        self._start(i, footprint.steady)
+        if footprint.late:
+            if demand.min_w >= footprint.above_w:
+                self.counting_late[i] = True
+                self._start(i, footprint.late)
+            else:
+                heapq.heappush(self.late_heap, (footprint.above_w, i))
+
+    def _count_late(self, i: int) -> None:
+        late = self.demands[i].footprint.late
+        blocked = self._full_slot(late)
+        if blocked is not None:
+            self._freeze(i, Share(self.level, "circuit", blocked))
+            return
+        self.counting_late[i] = True
+        self._start(i, late)
+
+    def _freeze(self, i: int, share: Share) -> None:
+        self.total = self._total()
+        self.total_at = self.level
+        self.active.discard(i)
+        self.power[i] = share.power_w
+        self.shares[i] = share
+        footprint = self.demands[i].footprint
+        self._stop(footprint.steady)
+        if self.counting_late[i]:
+            self._stop(footprint.late)
+
+    def _start(self, i: int, entries: tuple[tuple[int, float], ...]) -> None:
+        members, counting, delta = self.members, self.counting, self.delta
+        for slot, per_w in entries:
+            members[slot].append(i)
+            counting[slot] += 1
+            delta[slot] = delta.get(slot, 0.0) + per_w
+
+    def _stop(self, entries: tuple[tuple[int, float], ...]) -> None:
+        counting, delta = self.counting, self.delta
+        for slot, per_w in entries:
+            counting[slot] -= 1
+            delta[slot] = delta.get(slot, 0.0) - per_w
+
+    def _full_slot(self, entries: tuple[tuple[int, float], ...]) -> int | None:
+        for slot, _ in entries:
+            if self.full[slot]:
+                return slot
+        return None
+
+    def _apply_rates(self) -> None:
+        """Re-aim the slots whose rate of filling changed at this level."""
+        level = self.level
+        for slot, change in self.delta.items():
+            self.used[slot] += self.rate[slot] * (level - self.used_at[slot])
+            self.used_at[slot] = level
+            # Reset when nobody counts any more, so rounding cannot leave a phantom rate behind.
+            self.rate[slot] = self.rate[slot] + change if self.counting[slot] else 0.0
+            self.version[slot] += 1
+            if self.rate[slot] > 0 and not self.full[slot]:
+                room = max(0.0, self.free[slot] - self.used[slot])
+                heapq.heappush(self.slot_heap, (level + room / self.rate[slot], self.version[slot], slot))
+        self.delta.clear()
