@@ -144,10 +144,10 @@ def _ids(first: int, second: int) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class MasterLinkready1:
-    """FC E1: a master announces itself; a slave with the same ID picks a new one."""
+class _MasterLinkready:
+    """The layout both master linkready messages share: master ID, sign byte, padding."""
 
-    CODE: ClassVar[bytes] = b"\xfc\xe1"
+    CODE: ClassVar[bytes] = b""
     FIXED: ClassVar[int] = 5
     master_id: int
     sign: int
@@ -160,19 +160,17 @@ class MasterLinkready1:
 
 
 @dataclass(frozen=True, slots=True)
-class MasterLinkready2:
+class MasterLinkready1(_MasterLinkready):
+    """FC E1: a master announces itself; a slave with the same ID picks a new one."""
+
+    CODE: ClassVar[bytes] = b"\xfc\xe1"
+
+
+@dataclass(frozen=True, slots=True)
+class MasterLinkready2(_MasterLinkready):
     """FB E2: slaves answer it with their linkready."""
 
     CODE: ClassVar[bytes] = b"\xfb\xe2"
-    FIXED: ClassVar[int] = 5
-    master_id: int
-    sign: int
-    tail: bytes = bytes(8)
-
-    def pack(self) -> bytes:
-        _check(self.master_id, MAX_U16, "master_id")
-        _check(self.sign, 0xFF, "sign")
-        return self.CODE + struct.pack(">HB", self.master_id, self.sign) + self.tail
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,10 +241,10 @@ class SlaveHeartbeat:
 
 
 @dataclass(frozen=True, slots=True)
-class EnergyRequest:
-    """FB EB: ask a slave for its lifetime energy and phase voltages."""
+class _AddressedRequest:
+    """The layout master requests share: master ID, slave ID, padding."""
 
-    CODE: ClassVar[bytes] = b"\xfb\xeb"
+    CODE: ClassVar[bytes] = b""
     FIXED: ClassVar[int] = 6
     master_id: int
     slave_id: int
@@ -254,6 +252,13 @@ class EnergyRequest:
 
     def pack(self) -> bytes:
         return self.CODE + _ids(self.master_id, self.slave_id) + self.tail
+
+
+@dataclass(frozen=True, slots=True)
+class EnergyRequest(_AddressedRequest):
+    """FB EB: ask a slave for its lifetime energy and phase voltages."""
+
+    CODE: ClassVar[bytes] = b"\xfb\xeb"
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,31 +320,17 @@ class VinReport:
 
 
 @dataclass(frozen=True, slots=True)
-class StartCharging:
+class StartCharging(_AddressedRequest):
     """FC B1: close the relay of one slave (firmware ≥ 4.5.3)."""
 
     CODE: ClassVar[bytes] = b"\xfc\xb1"
-    FIXED: ClassVar[int] = 6
-    master_id: int
-    slave_id: int
-    tail: bytes = bytes(9)
-
-    def pack(self) -> bytes:
-        return self.CODE + _ids(self.master_id, self.slave_id) + self.tail
 
 
 @dataclass(frozen=True, slots=True)
-class StopCharging:
+class StopCharging(_AddressedRequest):
     """FC B2: open the relay of one slave; a Tesla on CAN then needs a re-plug (notes §4.7)."""
 
     CODE: ClassVar[bytes] = b"\xfc\xb2"
-    FIXED: ClassVar[int] = 6
-    master_id: int
-    slave_id: int
-    tail: bytes = bytes(9)
-
-    def pack(self) -> bytes:
-        return self.CODE + _ids(self.master_id, self.slave_id) + self.tail
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,20 +380,26 @@ def _energy_report(body: bytes) -> Message:
 
 Parser = Callable[[bytes], Message | None]
 
+
+def _linkready_parser(cls: type[MasterLinkready1 | MasterLinkready2]) -> Parser:
+    return lambda b: cls(_u16(b, 2), b[4], b[5:])
+
+
+def _request_parser(cls: type[EnergyRequest | StartCharging | StopCharging]) -> Parser:
+    return lambda b: cls(_u16(b, 2), _u16(b, 4), b[6:])
+
+
 #: Per code: the bytes a message needs before its tail, and how to read it.
 _PARSERS: dict[bytes, tuple[int, Parser]] = {
-    MasterLinkready1.CODE: (MasterLinkready1.FIXED, lambda b: MasterLinkready1(_u16(b, 2), b[4], b[5:])),
-    MasterLinkready2.CODE: (MasterLinkready2.FIXED, lambda b: MasterLinkready2(_u16(b, 2), b[4], b[5:])),
+    **{cls.CODE: (cls.FIXED, _linkready_parser(cls)) for cls in (MasterLinkready1, MasterLinkready2)},
     SlaveLinkready.CODE: (SlaveLinkready.FIXED, lambda b: SlaveLinkready(_u16(b, 2), b[4], _u16(b, 5), b[7:])),
     MasterHeartbeat.CODE: (MasterHeartbeat.FIXED, _master_heartbeat),
     SlaveHeartbeat.CODE: (
         SlaveHeartbeat.FIXED,
         lambda b: SlaveHeartbeat(_u16(b, 2), _u16(b, 4), b[6], _u16(b, 7), _u16(b, 9), b[11:]),
     ),
-    EnergyRequest.CODE: (EnergyRequest.FIXED, lambda b: EnergyRequest(_u16(b, 2), _u16(b, 4), b[6:])),
     EnergyReport.CODE: (EnergyReport.FIXED, _energy_report),
-    StartCharging.CODE: (StartCharging.FIXED, lambda b: StartCharging(_u16(b, 2), _u16(b, 4), b[6:])),
-    StopCharging.CODE: (StopCharging.FIXED, lambda b: StopCharging(_u16(b, 2), _u16(b, 4), b[6:])),
+    **{cls.CODE: (cls.FIXED, _request_parser(cls)) for cls in (EnergyRequest, StartCharging, StopCharging)},
 }
 
 
