@@ -30,9 +30,14 @@ def utc_datetime(clock: Clock) -> datetime:
     return datetime.fromtimestamp(clock.time(), tz=UTC)
 
 
+def format_utc(value: datetime) -> str:
+    """The contract's time format: ISO 8601 UTC with milliseconds and a Z (`2026-11-24T12:00:00.123Z`)."""
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def iso_utc(epoch_s: float) -> str:
-    """The contract's time format: ISO 8601 UTC with milliseconds and a Z."""
-    return datetime.fromtimestamp(epoch_s, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """An epoch time in the contract's format."""
+    return format_utc(datetime.fromtimestamp(epoch_s, tz=UTC))
 
 
 class SystemClock:

@@ -22,6 +22,8 @@ from pydantic import (
     model_validator,
 )
 
+from chargebus.clock import format_utc
+
 SCHEMA_VERSION: Literal[1] = 1
 
 VIN_PATTERN = r"^[A-HJ-NPR-Z0-9]{17}$"
@@ -32,16 +34,11 @@ def _to_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-def format_ts(value: datetime) -> str:
-    """`2026-11-24T12:00:00.123Z`: the one time format on the wire."""
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 #: An aware datetime, normalised to UTC, serialised as ISO 8601 with milliseconds and `Z`.
 Timestamp = Annotated[
     AwareDatetime,
     AfterValidator(_to_utc),
-    PlainSerializer(format_ts, return_type=str, when_used="json"),
+    PlainSerializer(format_utc, return_type=str, when_used="json"),
 ]
 Vin = Annotated[str, Field(pattern=VIN_PATTERN, description="17 characters of [A-HJ-NPR-Z0-9], upper case")]
 EvseId = Annotated[str, Field(pattern=EVSE_ID_PATTERN, description="twc-<hex4> | car-<VIN> | twc3-<name>")]

@@ -14,15 +14,15 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 from chargebus.broker import BrokerProcess, local_broker
 from chargebus.cli import installed_services
-from chargebus.clock import SystemClock
+from chargebus.clock import SystemClock, iso_utc
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -120,7 +120,7 @@ async def _house_task(
         while not stop.is_set():
             hour = _sim_hour(clock, origin)
             chargers = sum(float(s.get("power_w") or 0) for s in view.evses.values())
-            stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            stamp = iso_utc(time.time())
             for name, watts in (
                 ("pv", house.pv_w(hour)),
                 ("house", house.house_w(hour)),
