@@ -47,6 +47,17 @@ def test_config_check(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_packages_add_subcommands_that_get_their_own_arguments() -> None:
+    # `chargebus sim` comes from chargebus-sim's entry point; its --help is its own, not the umbrella's
+    result = chargebus("sim", "--help")
+    assert result.returncode == 0
+    assert "chargebus sim <twc" in result.stdout
+    twc = chargebus("sim", "twc", "--help")
+    assert twc.returncode == 0
+    assert "--max-amps" in twc.stdout
+    assert chargebus("sim", "flux-capacitor").returncode == 2
+
+
 def test_run_refuses_unknown_services() -> None:
     result = chargebus("run", "flux-capacitor")
     assert result.returncode == 2

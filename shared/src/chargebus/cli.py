@@ -31,6 +31,30 @@ from chargebus.topics import DEFAULT_PREFIX, Topics, topic_table
 SERVICE_ENTRY_POINTS = "chargebus.services"
 
 
+#: Packages add subcommands with an entry point in this group: name = "package.module:main", where main takes the
+#: remaining arguments (e.g. `chargebus history export …` → chargebus_history's command).
+COMMAND_ENTRY_POINTS = "chargebus.commands"
+
+
+def installed_commands() -> dict[str, str]:
+    """Subcommand name → "module:function" for every package that adds one."""
+    return dict(sorted((point.name, point.value) for point in entry_points(group=COMMAND_ENTRY_POINTS)))
+
+
+def _cmd_plugin(args: argparse.Namespace) -> int:
+    return _run_plugin(args.command, args.plugin_args)
+
+
+def _run_plugin(name: str, argv: list[str]) -> int:
+    point = next(p for p in entry_points(group=COMMAND_ENTRY_POINTS) if p.name == name)
+    command = point.load()
+    code: int | None = command(argv)
+    return code or 0
+
+
+BUILT_IN_COMMANDS = frozenset({"schema", "topics", "config", "run", "health", "demo"})
+
+
 def installed_services() -> dict[str, str]:
     """Service name → module to run with `python -m`, for every service package installed here."""
     found = {}
@@ -179,11 +203,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--time-scale", type=float, default=60.0, help="simulated seconds per real second")
     demo.add_argument("--duration", type=float, default=None, help="stop after this many real seconds")
     demo.set_defaults(func=_cmd_demo)
+
+    for name in installed_commands():
+        if name in BUILT_IN_COMMANDS:
+            continue  # a built-in command always wins
+        plugin = sub.add_parser(name, help=f"{name} tools (from its package)", add_help=False)
+        plugin.add_argument("plugin_args", nargs=argparse.REMAINDER)
+        plugin.set_defaults(func=_cmd_plugin)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments and arguments[0] in installed_commands() and arguments[0] not in BUILT_IN_COMMANDS:
+        # handed over untouched: argparse would take the plugin's own --help and options for ours
+        return _run_plugin(arguments[0], arguments[1:])
+    args = build_parser().parse_args(arguments)
     code: int = args.func(args)
     return code
 
