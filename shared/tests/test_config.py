@@ -158,6 +158,26 @@ def test_tesla_references(tmp_path: Path) -> None:
     assert "shed" in problems(TeslaBridgeConfig, write(tmp_path, text))[0]  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("entries", "expected"),
+    [
+        ("name = 'garage'\nhost = 'http://10.0.0.5/'", 'must be "host" or "host:port"'),
+        ("name = 'garage'\nhost = '10.0.0.5:99999'", 'must be "host" or "host:port"'),
+        ("name = 'garage'\nhost = 'wc.local'\nmax_current_a = 81", "max_current_a"),
+        ("name = 'garage'\nhost = 'a'\n[[tesla.wall_connectors]]\nname = 'garage'\nhost = 'b'", "more than once"),
+    ],
+)
+def test_wall_connectors_are_checked_at_load(tmp_path: Path, entries: str, expected: str) -> None:
+    text = f"[tesla]\n[[tesla.wall_connectors]]\n{entries}\n"
+    assert expected in "\n".join(problems(TeslaBridgeConfig, write(tmp_path, text)))  # type: ignore[arg-type]
+
+
+def test_wall_connector_host_may_carry_a_port(tmp_path: Path) -> None:
+    text = "[tesla]\n[[tesla.wall_connectors]]\nname = 'garage'\nhost = '192.168.1.50:8080'\nmax_current_a = 32\n"
+    unit = load_config(TeslaBridgeConfig, write(tmp_path, text)).tesla.wall_connectors[0]
+    assert (unit.host, unit.max_current_a) == ("192.168.1.50:8080", 32)
+
+
 def test_history_defaults_to_sqlite_in_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHARGEBUS_STATE_DIR", str(tmp_path))
     config = load_config(HistoryServiceConfig, write(tmp_path, "[history]\ntimezone = 'Europe/Berlin'\n"))

@@ -61,6 +61,8 @@ Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 _TWC3_NAME = re.compile(r"^[a-z0-9-]{1,32}$")
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")  # a DNS name or an IPv4 address
 
 
 def repeated(items: list[str]) -> list[str]:
@@ -224,6 +226,16 @@ class TeslaVehicleConfig(Section):
 class WallConnectorConfig(Section):
     name: str
     host: str
+    # The installer's current limit, which the local API does not report; unset = the unit's rating.
+    max_current_a: Annotated[float, Field(gt=0, le=80)] | None = None
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        host, _, port = value.partition(":")
+        if not _HOST.match(host) or (port and not (port.isdigit() and 0 < int(port) < 65536)):
+            raise ValueError('must be "host" or "host:port" (a name or IPv4 address, no scheme or path)')
+        return value
 
     @field_validator("name")
     @classmethod
@@ -267,6 +279,8 @@ class TeslaConfig(Section):
     def _references(self) -> Self:
         if duplicates := repeated([v.vin for v in self.vehicles]):
             raise ValueError(f"vehicles list VIN {', '.join(duplicates)} more than once")
+        if duplicates := repeated([w.name for w in self.wall_connectors]):
+            raise ValueError(f"wall_connectors name {', '.join(duplicates)} is defined more than once")
         names = {w.name for w in self.wall_connectors}
         for vehicle in self.vehicles:
             if vehicle.wall_connector and vehicle.wall_connector not in names:
@@ -333,6 +347,8 @@ class AllocatorConfig(Section):
     generation_meter: OptionalStr = None
     consumption_meter: OptionalStr = None
     consumption_includes_chargers: bool = True
+    # The generation meter reads net export (negative while importing): use it as is, never clamped at 0.
+    generation_is_export: bool = False
     reserve_w: Annotated[float, Field(ge=0)] = 100
     enable_delay_s: Seconds = 60
     disable_delay_s: Seconds = 180
