@@ -103,3 +103,26 @@ async def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path: Path) -> No
             for name in ("journal_mode", "synchronous", "busy_timeout")
         ]
     assert modes == ["wal", 1, 5000]  # synchronous 1 = NORMAL
+
+
+async def test_subjects_and_whether_an_id_was_ever_seen(
+    store: HistoryStore,
+    evse_payload: Callable[..., dict[str, Any]],
+    vehicle_payload: Callable[..., dict[str, Any]],
+) -> None:
+    other = "5YJ3E1EA8KF000002"
+    await store.insert(
+        [
+            EvseRecord.from_payload(T0 + 5, evse_payload("twc-4a1b", vin=VIN)),
+            EvseRecord.from_payload(T0 + 9, evse_payload(f"car-{other}")),
+            VehicleRecord.from_payload(T0 + 7, vehicle_payload(VIN)),
+        ]
+    )
+    assert await store.subjects() == (["car-" + other, "twc-4a1b"], [VIN])
+    assert await store.has_evse("twc-4a1b")
+    assert not await store.has_evse("twc-ffff")
+    assert await store.has_vehicle(VIN)
+    assert await store.has_vehicle(other)  # only its car EVSE reported so far
+    assert not await store.has_vehicle("5YJ3E1EA8KF000003")
+    assert await store.first_vehicle_ts(VIN) == T0 + 5  # the TWC saw it first
+    assert await store.first_evse_ts("twc-ffff") is None

@@ -20,12 +20,14 @@ def _rounded(value: float | None, digits: int = 1) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def power_data(segments: Sequence[Segment], start: float, end: float, step_s: float) -> list[dict[str, Any]]:
+def power_data(
+    segments: Sequence[Segment], start: float, end: float, step_s: float, max_points: int = MAX_POWER_POINTS
+) -> list[dict[str, Any]]:
     """`[{ts, power_w}]`: the mean power of each step starting at `ts`, null where any part is unknown."""
     if step_s <= 0:
         raise ValueError(f"step_s must be positive, got {step_s}")
-    if (end - start) / step_s > MAX_POWER_POINTS:
-        raise ValueError(f"more than {MAX_POWER_POINTS} points: use a larger step_s or a shorter range")
+    if (end - start) / step_s > max_points:
+        raise ValueError(f"more than {max_points} points: use a larger step_s or a shorter range")
     return [{"ts": iso_utc(ts), "power_w": _rounded(p)} for ts, p in resample(segments, start, end, step_s)]
 
 

@@ -13,6 +13,7 @@ SQLite settings and why:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import event
@@ -53,29 +54,47 @@ def shown_url(database: str) -> str:
         return "<invalid database URL>"
 
 
-def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (see the module docstring)
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    cursor.close()
+def _sqlite_setup(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (see the module docstring)
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")  # first: switching to WAL may wait too
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    return on_connect
 
 
 def _sqlite_on_begin(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN")
 
 
-def create_engine(database: str, *, schema: str | None = None) -> AsyncEngine:
+def create_engine(
+    database: str, *, schema: str | None = None, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS
+) -> AsyncEngine:
     """An async engine for the configured URL. `schema`: a PostgreSQL schema to hold the tables instead of the
-    search path's default (tests use a fresh one each)."""
+    search path's default (tests use a fresh one each). `busy_timeout_ms`: how long SQLite waits for a lock."""
     url = async_url(database)
     if url.drivername == "sqlite+aiosqlite":
         if schema is not None:
             raise ValueError("a schema applies to PostgreSQL only")
         engine = create_async_engine(url)
-        event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+        event.listen(engine.sync_engine, "connect", _sqlite_setup(busy_timeout_ms))
         event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
         return engine
     options = {} if schema is None else {"schema_translate_map": {None: schema}}
     return create_async_engine(url, pool_pre_ping=True, execution_options=options)
+
+
+def describe_error(error: BaseException, database: str) -> str:
+    """One line about a database failure, fit for logs and ErrorEvents: the driver's own message where there is
+    one (SQLAlchemy's wrapper adds the statement and its parameters), never the URL's password."""
+    inner = getattr(error, "orig", None) or error
+    lines = str(inner).strip().splitlines()
+    text = f"{type(inner).__name__}: {lines[0] if lines else ''}".rstrip(": ")[:200]
+    try:
+        password = make_url(database).password
+    except ArgumentError:
+        password = None
+    return text.replace(str(password), "***") if password else text

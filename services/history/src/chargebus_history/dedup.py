@@ -36,7 +36,7 @@ class ChangeFilter:
             self.remember(record)
 
     def admit(self, record: Record) -> bool:
-        """Whether this record should be stored. Call `remember` once it is committed."""
+        """Whether this record should be stored. Call `remember` once it is committed or queued for a commit."""
         last = self._last.get(record.stream)
         if last is None:
             return True

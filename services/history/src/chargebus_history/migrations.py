@@ -32,7 +32,14 @@ def _create_sample_tables(connection: Connection) -> None:
     tables.metadata.create_all(connection, tables=list(tables.SAMPLE_TABLES))
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "evse, vehicle and meter sample tables", _create_sample_tables),)
+def _create_energy_totals(connection: Connection) -> None:
+    tables.metadata.create_all(connection, tables=[tables.energy_totals])
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "evse, vehicle and meter sample tables", _create_sample_tables),
+    Migration(2, "energy totals for Home Assistant", _create_energy_totals),
+)
 LATEST_VERSION = MIGRATIONS[-1].version
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
 
-from chargebus_history.answers import energy_data, power_data, sessions_data
+from chargebus_history.answers import MAX_POWER_POINTS, energy_data, power_data, sessions_data
 from chargebus_history.merge import car_evse_id, is_measuring_evse, merge_preferred, only_vin
 from chargebus_history.reconstruct import DEFAULT_GAP_LIMIT_S, Segment, reconstruct
 from chargebus_history.records import EvseRecord, VehicleRecord
@@ -84,9 +84,10 @@ async def power_query(
     *,
     now: float,
     gap_limit_s: float = DEFAULT_GAP_LIMIT_S,
+    max_points: int = MAX_POWER_POINTS,
 ) -> list[dict[str, Any]]:
     loaded = await load_series(store, target, start, end, now=now, gap_limit_s=gap_limit_s)
-    return power_data(loaded.segments, start, end, step_s)
+    return power_data(loaded.segments, start, end, step_s, max_points)
 
 
 async def energy_query(

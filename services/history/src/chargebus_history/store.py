@@ -6,18 +6,20 @@ No decisions live here: which states become rows is `dedup.py`'s job, what rows 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
-from sqlalchemy import Table, delete, func, insert, select
+from sqlalchemy import Table, delete, func, insert, or_, select, union, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
-from chargebus_history.database import create_engine
+from chargebus_history.database import SQLITE_BUSY_TIMEOUT_MS, create_engine
+from chargebus_history.merge import car_evse_id
 from chargebus_history.migrations import current_version, migrate
 from chargebus_history.records import EvseRecord, MeterRecord, Record, VehicleRecord
-from chargebus_history.tables import evse_samples, meter_samples, vehicle_samples
+from chargebus_history.tables import energy_totals, evse_samples, meter_samples, vehicle_samples
 
 SECONDS_PER_DAY = 86400.0
 PRUNE_BATCH = 5000
@@ -107,14 +109,26 @@ def _meter_record(values: RowMapping) -> MeterRecord:
     return MeterRecord(ts=values["ts_ms"] / 1000, **fields)
 
 
+@dataclass(frozen=True, slots=True)
+class StoredTotal:
+    """A subject's running energy: `total_wh` settled up to `settled_until`; `published_wh` last shown."""
+
+    subject: str
+    total_wh: float
+    settled_until: float
+    published_wh: float | None = None
+
+
 class HistoryStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
     @classmethod
-    async def open(cls, database: str, *, schema: str | None = None) -> Self:
+    async def open(
+        cls, database: str, *, schema: str | None = None, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS
+    ) -> Self:
         """Connect to the configured URL and bring its schema up to date."""
-        engine = create_engine(database, schema=schema)
+        engine = create_engine(database, schema=schema, busy_timeout_ms=busy_timeout_ms)
         try:
             await migrate(engine)
         except BaseException:
@@ -208,6 +222,73 @@ class HistoryStore:
             vehicle = [_vehicle_record(row) for row in await last_rows(vehicle_samples, vehicle_samples.c.vin)]
             meter = [_meter_record(row) for row in await last_rows(meter_samples, meter_samples.c.meter)]
         return [*evse, *vehicle, *meter]
+
+    async def _exists(self, query: Any) -> bool:
+        async with self.engine.connect() as connection:
+            return (await connection.execute(query.limit(1))).first() is not None
+
+    async def has_evse(self, evse_id: str) -> bool:
+        """Whether any row of this EVSE is stored."""
+        return await self._exists(select(evse_samples.c.id).where(evse_samples.c.evse_id == evse_id))
+
+    async def has_vehicle(self, vin: str) -> bool:
+        """Whether this VIN appears anywhere: its own states, its car EVSE, or a wall connector's report."""
+        if await self._exists(select(vehicle_samples.c.id).where(vehicle_samples.c.vin == vin)):
+            return True
+        seen = or_(evse_samples.c.vin == vin, evse_samples.c.evse_id == car_evse_id(vin))
+        return await self._exists(select(evse_samples.c.id).where(seen))
+
+    async def first_vehicle_ts(self, vin: str) -> float | None:
+        """The earliest stored row that can contribute to this vehicle's series."""
+        seen = or_(evse_samples.c.vin == vin, evse_samples.c.evse_id == car_evse_id(vin))
+        firsts = (
+            select(func.min(vehicle_samples.c.ts_ms)).where(vehicle_samples.c.vin == vin).scalar_subquery(),
+            select(func.min(evse_samples.c.ts_ms)).where(seen).scalar_subquery(),
+        )
+        async with self.engine.connect() as connection:
+            found = [(await connection.execute(select(first))).scalar_one_or_none() for first in firsts]
+        known = [int(ms) for ms in found if ms is not None]
+        return min(known) / 1000 if known else None
+
+    async def first_evse_ts(self, evse_id: str) -> float | None:
+        query = select(func.min(evse_samples.c.ts_ms)).where(evse_samples.c.evse_id == evse_id)
+        async with self.engine.connect() as connection:
+            found = (await connection.execute(query)).scalar_one_or_none()
+        return None if found is None else int(found) / 1000
+
+    async def subjects(self) -> tuple[list[str], list[str]]:
+        """Every stored evse_id and every VIN (from vehicle states or reported by an EVSE), sorted."""
+        vins = union(
+            select(vehicle_samples.c.vin.label("vin")).distinct(),
+            select(evse_samples.c.vin.label("vin")).where(evse_samples.c.vin.is_not(None)).distinct(),
+        )
+        async with self.engine.connect() as connection:
+            evse_ids = (await connection.execute(select(evse_samples.c.evse_id).distinct())).scalars().all()
+            found_vins = (await connection.execute(vins)).scalars().all()
+        return sorted(evse_ids), sorted(set(found_vins))
+
+    async def load_totals(self) -> dict[str, StoredTotal]:
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(select(energy_totals))).mappings().all()
+        return {
+            row["subject"]: StoredTotal(row["subject"], row["total_wh"], row["settled_ms"] / 1000, row["published_wh"])
+            for row in rows
+        }
+
+    async def save_totals(self, totals: Iterable[StoredTotal]) -> None:
+        """Insert or update each subject's total, all in one transaction."""
+        async with self.engine.begin() as connection:
+            for total in totals:
+                values = {
+                    "total_wh": total.total_wh,
+                    "settled_ms": to_ms(total.settled_until),
+                    "published_wh": total.published_wh,
+                }
+                changed = await connection.execute(
+                    update(energy_totals).where(energy_totals.c.subject == total.subject).values(**values)
+                )
+                if changed.rowcount == 0:
+                    await connection.execute(insert(energy_totals).values(subject=total.subject, **values))
 
     async def prune(self, before: float, batch_size: int = PRUNE_BATCH) -> int:
         """Delete rows older than `before`, in small transactions so the recorder is never held up for long."""

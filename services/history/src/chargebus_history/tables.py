@@ -94,3 +94,14 @@ meter_samples = Table(
 )
 
 SAMPLE_TABLES = (evse_samples, vehicle_samples, meter_samples)
+
+# Running "all time" energy per EVSE / vehicle for Home Assistant's energy sensors (migration 2). Kept here, not
+# recomputed from the samples, because retention prunes old samples while the total must never go down.
+energy_totals = Table(
+    "energy_totals",
+    metadata,
+    Column("subject", String(80), primary_key=True),  # "evse:<evse_id>" or "vehicle:<vin>"
+    Column("total_wh", Double, nullable=False),  # settled energy up to settled_ms
+    Column("settled_ms", BigInteger, nullable=False),
+    Column("published_wh", Double),  # the last figure published (settled + provisional), never undercut
+)
