@@ -372,6 +372,8 @@ class Service:
         for route in self._routes:
             if not message.topic.matches(route.topic_filter):
                 continue
+            if route.command and incoming.retain and not incoming.payload:
+                continue  # someone clearing a retained command (mosquitto_pub -r -n): that is the fix, not input
             if route.command and incoming.retain:
                 await self.report_error(
                     topic,

@@ -140,9 +140,16 @@ class TwcSlaveSim:
         linkready_period_s: float = 10.0,
         master_timeout_s: float = 30.0,
         tick_s: float = 0.05,
+        overfull: bool = False,
+        real_master: tuple[int, float] | None = None,
+        real_master_period_s: float = 1.0,
     ) -> None:
-        if not 1 <= len(slaves) <= 3 or len({s.slave_id for s in slaves}) != len(slaves):
-            raise ValueError("a bus has 1 to 3 slaves with distinct IDs")
+        """`overfull` allows a 4th slave (to test a master's refusal of it); `real_master` = (master ID, amps)
+        puts a real master TWC on the bus as well, which heartbeats every slave with that limit each
+        `real_master_period_s`: both its frames and the answers appear on the line, as a listener sees them."""
+        most = 4 if overfull else 3
+        if not 1 <= len(slaves) <= most or len({s.slave_id for s in slaves}) != len(slaves):
+            raise ValueError(f"a bus has 1 to {most} slaves with distinct IDs")
         self._clock = clock or SystemClock()
         self._slaves = {
             spec.slave_id: SimSlave(spec, spec.plugged_in, spec.vin, spec.lifetime_kwh * 1000) for spec in slaves
@@ -150,12 +157,17 @@ class TwcSlaveSim:
         self._linkready_period_s = linkready_period_s
         self._master_timeout_s = master_timeout_s
         self._tick_s = tick_s
+        self._real_master = real_master
+        self._real_master_period_s = real_master_period_s
+        self._real_master_last: dict[int, float] = {}
         self._decoder = FrameDecoder()
         self._fds: tuple[int, int] | None = None
         self._port: str | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._last_tick: float | None = None
         self.received: list[ReceivedFrame] = []
+        #: Every byte anyone wrote to the bus through the port (noise and partial frames included).
+        self.received_bytes = 0
 
     # ----- lifecycle -----------------------------------------------------------------------------------------------
 
@@ -245,6 +257,7 @@ class TwcSlaveSim:
             return
         except OSError:
             data = b""  # EIO: nobody holds the slave side open right now
+        self.received_bytes += len(data)
         now = self._clock.monotonic()
         for body in self._decoder.feed(data):
             message = parse(body)
@@ -254,7 +267,9 @@ class TwcSlaveSim:
 
     def _write(self, message: Message) -> None:
         if self._fds is not None:
-            os.write(self._fds[0], encode(message) + b"\xfe")  # real TWCs send a stray FE after each frame
+            # Real TWCs send a stray FE after each frame. A line nobody reads loses what is sent on it.
+            with contextlib.suppress(BlockingIOError, InterruptedError):
+                os.write(self._fds[0], encode(message) + b"\xfe")
 
     def _answer(self, message: Message, now: float) -> list[Message]:
         if isinstance(message, MasterLinkready2):
@@ -329,6 +344,8 @@ class TwcSlaveSim:
     def _tick(self, now: float) -> None:
         elapsed = 0.0 if self._last_tick is None else now - self._last_tick
         self._last_tick = now
+        if self._real_master is not None:
+            self._drive_as_real_master(*self._real_master, now)
         for slave in self._slaves.values():
             volts = sum(slave.spec.voltages)
             slave.energy_wh += slave.draw_amps(now) * volts * elapsed / 3600
@@ -341,6 +358,18 @@ class TwcSlaveSim:
             due = slave.last_linkready_at is None or now - slave.last_linkready_at >= self._linkready_period_s
             if not linked and due and self._talks(slave):
                 self._write(self._linkready(slave, now))
+
+    def _drive_as_real_master(self, master_id: int, amps: float, now: float) -> None:
+        for slave in self._slaves.values():
+            last = self._real_master_last.get(slave.spec.slave_id)
+            if last is not None and now - last < self._real_master_period_s:
+                continue
+            self._real_master_last[slave.spec.slave_id] = now
+            tail = padding(MasterHeartbeat.FIXED, slave.spec.protocol)
+            heartbeat = MasterHeartbeat(master_id, slave.spec.slave_id, 0x09, round(amps * 100), tail=tail)
+            self._write(heartbeat)
+            if self._talks(slave):
+                self._write(self._on_heartbeat(slave, heartbeat, now))
 
 
 # ----- command line --------------------------------------------------------------------------------------------------

@@ -7,16 +7,17 @@ time it names), and call `expire()` now and then. In listen mode nothing is ever
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from chargebus.clock import Clock
 from chargebus.schema import Setpoint
 
-from chargebus_twc.codec import FrameDecoder, parse
+from chargebus_twc.codec import FrameDecoder, MasterHeartbeat, parse
 from chargebus_twc.guard import Mode, WriteGate
-from chargebus_twc.offer import BusLimits, SlaveDemand, slave_max_amps, slave_min_amps
+from chargebus_twc.offer import COMMAND_NO_CHANGE, BusLimits, SlaveDemand, slave_max_amps, slave_min_amps
 from chargebus_twc.scheduler import BusScheduler, BusTiming, Idle
-from chargebus_twc.slaves import IdConflict, Slave, SlaveEvent, SlaveRegistry
+from chargebus_twc.slaves import IdConflict, Slave, SlaveEvent, SlaveLost, SlaveRegistry
 
 #: How long a listener waits between looks at the line when it has nothing to send (it never has).
 _LISTEN_POLL_S = 1.0
@@ -29,6 +30,8 @@ class BusLink:
         self.registry = SlaveRegistry(clock, master_id if mode == "master" else None)
         self.scheduler = BusScheduler(clock, master_id, sign, timing) if mode == "master" else None
         self.gate = WriteGate(mode)
+        #: The limit (whole amps) of the last limit heartbeat each slave was sent; "no change" keeps it.
+        self.offered: dict[int, int] = {}
 
     def receive(self, data: bytes) -> list[SlaveEvent]:
         """Bytes read from the port; the events are for logs and `…/error` reports."""
@@ -44,7 +47,20 @@ class BusLink:
         return events
 
     def expire(self) -> list[SlaveEvent]:
-        return self.registry.expire()
+        events = self.registry.expire()
+        for event in events:
+            if isinstance(event, SlaveLost):
+                self.offered.pop(event.slave_id, None)
+        return events
+
+    def committed(self) -> dict[int, int]:
+        """Amps each known slave may be drawing already: the higher of our last offer and its reported limit."""
+        return {
+            slave.slave_id: max(
+                self.offered.get(slave.slave_id, 0), math.ceil((slave.reported_limit_centiamps or 0) / 100)
+            )
+            for slave in self.registry.slaves
+        }
 
     def next_write(self, offers: Mapping[int, int]) -> bytes | Idle:
         """Wire bytes to write now, or how long to wait (a received frame may end the wait early)."""
@@ -53,7 +69,11 @@ class BusLink:
         action = self.scheduler.next_action(self.registry.slaves, offers)
         if isinstance(action, Idle):
             return action
-        return self.gate.frame(action.message)
+        wire = self.gate.frame(action.message)
+        message = action.message
+        if isinstance(message, MasterHeartbeat) and message.command != COMMAND_NO_CHANGE:
+            self.offered[message.slave_id] = message.limit_centiamps // 100
+        return wire
 
 
 def demand_for(

@@ -153,6 +153,30 @@ def plan_offers(demands: Sequence[SlaveDemand], limits: BusLimits, now: float) -
     return cut_to_bus(wanted, minimums, limits.bus_max_amps)
 
 
+def stage_offers(
+    planned: Mapping[int, int], committed: Mapping[int, int], minimums: Mapping[int, int], bus_max_amps: int
+) -> dict[int, int]:
+    """The offers safe to put on the wire now, one heartbeat at a time, while `planned` is being reached.
+
+    Heartbeats go out one slave after another, so moving amps from one slave to another would briefly let both
+    draw the higher value. `committed` is what each slave may be drawing already (the higher of our last offer and
+    the limit it reports). A decrease goes out at once; an increase only as far as the bus cap minus the others'
+    committed amps allows — the rest follows once their decreases are on the wire. An increase that cannot reach
+    the slave's minimum keeps the current offer, and nothing is ever 1–4 A.
+    """
+    staged: dict[int, int] = {}
+    for slave_id, amps in planned.items():
+        current = committed.get(slave_id, 0)
+        if amps <= current:
+            staged[slave_id] = amps
+            continue
+        others = sum(drawn for other, drawn in committed.items() if other != slave_id)
+        room = min(amps, bus_max_amps - others)
+        offer = max(room if room >= minimums[slave_id] else 0, current)
+        staged[slave_id] = offer if offer >= minimums[slave_id] else 0
+    return staged
+
+
 def heartbeat_command(offer: int, protocol: int, reported_limit_centiamps: int | None) -> tuple[int, int]:
     """(command, limit in 0.01 A) of the next master heartbeat.
 

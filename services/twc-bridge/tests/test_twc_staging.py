@@ -1,0 +1,65 @@
+"""stage_offers: moving amps between slaves one heartbeat at a time never breaks the bus cap."""
+
+from __future__ import annotations
+
+from chargebus_twc.offer import stage_offers
+from hypothesis import given
+from hypothesis import strategies as st
+
+MINIMUMS = {1: 6, 2: 6, 3: 6}
+
+
+def test_a_decrease_goes_out_at_once() -> None:
+    assert stage_offers({1: 10, 2: 30}, {1: 30, 2: 10}, MINIMUMS, 40) == {1: 10, 2: 10}
+
+
+def test_an_increase_waits_for_room_left_by_the_others() -> None:
+    # 2 may only grow once 1's decrease is on the wire
+    assert stage_offers({1: 10, 2: 30}, {1: 30, 2: 10}, MINIMUMS, 40)[2] == 10
+    assert stage_offers({1: 10, 2: 30}, {1: 10, 2: 10}, MINIMUMS, 40)[2] == 30
+
+
+def test_a_partial_increase_goes_as_far_as_the_room_allows() -> None:
+    assert stage_offers({1: 20, 2: 20}, {1: 28, 2: 0}, MINIMUMS, 40) == {1: 20, 2: 12}
+
+
+def test_an_increase_that_cannot_reach_the_minimum_keeps_zero_never_one_to_five() -> None:
+    assert stage_offers({1: 20, 2: 20}, {1: 36, 2: 0}, MINIMUMS, 40) == {1: 20, 2: 0}
+
+
+def test_an_odd_committed_value_below_the_minimum_is_never_repeated() -> None:
+    assert stage_offers({1: 20}, {1: 3, 2: 38}, {1: 6}, 40) == {1: 0}
+
+
+@st.composite
+def scenario(draw: st.DrawFn) -> tuple[int, dict[int, int], dict[int, int], list[int]]:
+    cap = draw(st.integers(6, 80))
+    slaves = draw(st.integers(1, 3))
+
+    def offers() -> dict[int, int]:
+        values = [draw(st.sampled_from([0, *range(6, cap + 1)])) for _ in range(slaves)]
+        while sum(values) > cap:
+            index = values.index(max(values))
+            values[index] = 0 if values[index] - 1 < 6 else values[index] - 1
+        return dict(enumerate(values, start=1))
+
+    order = draw(st.lists(st.integers(1, slaves), min_size=0, max_size=12))
+    return cap, offers(), offers(), order
+
+
+@given(scenario())
+def test_every_heartbeat_order_keeps_the_sum_under_the_cap_and_round_robin_converges(
+    case: tuple[int, dict[int, int], dict[int, int], list[int]],
+) -> None:
+    cap, planned, committed, order = case
+    minimums = dict.fromkeys(planned, 6)
+    applied = dict(committed)
+    for slave_id in order:  # any order of heartbeats
+        applied[slave_id] = stage_offers(planned, applied, minimums, cap)[slave_id]
+        assert sum(applied.values()) <= cap
+        assert all(amps == 0 or amps >= 6 for amps in applied.values())
+    for _ in range(2):  # two round-robin rounds always reach the plan
+        for slave_id in sorted(planned):
+            applied[slave_id] = stage_offers(planned, applied, minimums, cap)[slave_id]
+            assert sum(applied.values()) <= cap
+    assert applied == planned
