@@ -14,6 +14,7 @@ import contextlib
 import logging
 import random
 import signal
+import socket
 import ssl
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
@@ -66,6 +67,8 @@ class Incoming:
 MessageHandler = Callable[[Incoming], Awaitable[None]]
 CommandHandler = Callable[[Incoming, CommandEnvelope], Awaitable[None]]
 ConnectHook = Callable[[], Awaitable[None]]
+#: Whether a service owns a command on a topic that several services subscribe to, judged from its topic ids.
+Ownership = Callable[[ParsedTopic], bool]
 
 
 @dataclass(slots=True)
@@ -73,6 +76,7 @@ class _Route:
     topic_filter: str
     handler: MessageHandler
     command: bool
+    owns: Ownership | None = None
 
 
 @dataclass(slots=True)
@@ -130,6 +134,7 @@ class Service:
         self._connect_hooks: list[ConnectHook] = []
         self._task_factories: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
         self._client: aiomqtt.Client | None = None
+        self._socket: socket.socket | None = None
         self._stop = asyncio.Event()
         self._protocol = aiomqtt.ProtocolVersion.V311 if mqtt.protocol == "3.1.1" else aiomqtt.ProtocolVersion.V5
         self._protocol_settled = mqtt.protocol != "auto"
@@ -153,8 +158,13 @@ class Service:
 
         self.on_message(topic_filter, typed)
 
-    def on_command(self, topic_filter: str, handler: CommandHandler) -> None:
-        """A `/set` or `/request` topic: retained messages are refused, the payload is parsed as a command."""
+    def on_command(self, topic_filter: str, handler: CommandHandler, *, owns: Ownership | None = None) -> None:
+        """A `/set` or `/request` topic: retained messages are refused, the payload is parsed as a command.
+
+        `owns` decides, from the topic's ids, whether this service owns a command on a topic shared with others
+        (`evse/+/max_current/set`: twc-* belongs to the twc-bridge, car-* to the tesla-bridge). Commands it does not
+        own are ignored before any check, so exactly one service answers for each (contract §3).
+        """
 
         async def command(message: Incoming) -> None:
             envelope = parse_command(message.payload)
@@ -167,11 +177,11 @@ class Service:
                 # Handlers reject input with ValueError; the answer echoes the command's transaction.
                 raise PayloadError(str(exc), envelope.transaction) from None
 
-        self._routes.append(_Route(topic_filter, command, command=True))
+        self._routes.append(_Route(topic_filter, command, command=True, owns=owns))
 
-    def on_raw_command(self, topic_filter: str, handler: MessageHandler) -> None:
-        """A command topic whose payload is not a command envelope (e.g. `history/request`)."""
-        self._routes.append(_Route(topic_filter, handler, command=True))
+    def on_raw_command(self, topic_filter: str, handler: MessageHandler, *, owns: Ownership | None = None) -> None:
+        """A command topic whose payload is not a command envelope (e.g. `history/request`); `owns` as above."""
+        self._routes.append(_Route(topic_filter, handler, command=True, owns=owns))
 
     def on_connect(self, hook: ConnectHook) -> None:
         """Run after every (re)connect, once subscriptions and retained state are in place."""
@@ -224,6 +234,7 @@ class Service:
             return
         try:
             await client.publish(topic, data, qos=QOS, retain=retain, properties=properties)
+            _acknowledge_now(self._socket)
         except aiomqtt.MqttError as exc:
             # The connection loop notices the loss and re-publishes retained state after reconnecting.
             log.warning(f"service={self.name} event=publish_failed topic={topic} error={exc}")
@@ -337,6 +348,7 @@ class Service:
     async def _on_connected(self, client: aiomqtt.Client) -> None:
         self.backoff.reset()
         self._protocol_settled = True
+        self._socket = _send_small_messages_at_once(client)
         # Subscribe first so nothing published in reaction to our state is missed. With MQTT 5, command topics are
         # subscribed "retain as published", so a command published with the retain flag is refused live too, not
         # only when it is replayed at subscribe time.
@@ -360,6 +372,7 @@ class Service:
             await self._guarded(f"{self.topics.prefix}/{self.name}", None, hook())
 
     async def _dispatch(self, message: aiomqtt.Message) -> None:
+        _acknowledge_now(self._socket)
         topic = message.topic.value
         payload = message.payload if isinstance(message.payload, bytes | bytearray) else str(message.payload).encode()
         incoming = Incoming(
@@ -372,6 +385,8 @@ class Service:
         for route in self._routes:
             if not message.topic.matches(route.topic_filter):
                 continue
+            if route.owns is not None and (incoming.parsed is None or not route.owns(incoming.parsed)):
+                continue  # another service's command on a shared topic: it alone answers
             if route.command and incoming.retain and not incoming.payload:
                 continue  # someone clearing a retained command (mosquitto_pub -r -n): that is the fix, not input
             if route.command and incoming.retain:
@@ -400,3 +415,26 @@ class Service:
         except Exception as exc:
             log.exception(f"service={self.name} event=handler_failed topic={topic}")
             await self.report_error(topic, payload, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def _send_small_messages_at_once(client: aiomqtt.Client) -> socket.socket | None:
+    """TCP_NODELAY: a setpoint published right after another leaves at once instead of waiting for the broker's
+    delayed ACK (about 40 ms on Linux; measured: control latency p50 88 ms without, 5 ms with both options here).
+    paho does not set it and aiomqtt keeps the paho client private, so this reaches in.
+    """
+    paho = getattr(client, "_client", None)
+    sock = paho.socket() if paho is not None else None
+    if not isinstance(sock, socket.socket):
+        return None  # e.g. a websocket transport: nothing to tune
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def _acknowledge_now(sock: socket.socket | None) -> None:
+    """ACK what the broker sent at once (Linux resets TCP_QUICKACK after a while, so it is set again each time): a
+    broker without `set_tcp_nodelay` (mosquitto's default) holds its next message to us until our ACK arrives."""
+    quickack = getattr(socket, "TCP_QUICKACK", None)  # Linux only
+    if sock is not None and quickack is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, quickack, 1)

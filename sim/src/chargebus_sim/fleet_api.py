@@ -131,8 +131,11 @@ class FakeFleetApi:
         client_id: str = "chargebus",
         access_token_lifetime_s: int = ACCESS_TOKEN_LIFETIME_S,
         proxy_ssl: ssl.SSLContext | None = None,
+        token_tag: str = "",
     ) -> None:
         self._clock = clock
+        #: appended to every issued token, so a test can scan logs and MQTT traffic for unmistakable secrets
+        self.token_tag = token_tag
         self.client_id = client_id
         self.access_token_lifetime_s = access_token_lifetime_s
         self._proxy_ssl = proxy_ssl
@@ -351,7 +354,8 @@ class FakeFleetApi:
     def _issue_tokens(self) -> None:
         # Refresh tokens are single-use: each grant replaces both, and the old refresh token stops working.
         self._issued += 1
-        self.access_token, self.refresh_token = f"access-{self._issued}", f"refresh-{self._issued}"
+        self.access_token = f"access-{self._issued}{self.token_tag}"
+        self.refresh_token = f"refresh-{self._issued}{self.token_tag}"
 
     def _wake(self, car: FakeCar, now: float) -> web.Response:
         if car.state != "online" and car.wake_at is None and car.wakeable:

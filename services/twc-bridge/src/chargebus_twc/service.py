@@ -17,6 +17,7 @@ from chargebus.ha import Discovery
 from chargebus.mqtt import Incoming, Service
 from chargebus.runner import run_service
 from chargebus.schema import CommandEnvelope, EvseState, PayloadError, Setpoint, parse_payload
+from chargebus.topics import ParsedTopic
 
 from chargebus_twc.bus import BusEvent, PortDown, PortUp, SerialBus, WriteRefused
 from chargebus_twc.codec import format_twc_id, parse_twc_id
@@ -94,7 +95,7 @@ class TwcBridge:
     def register(self) -> None:
         if self.controllable:
             self.service.on_message(self.topics.filter("evse_setpoint"), self.on_setpoint)
-        self.service.on_command(self.topics.filter("evse_max_current_set"), self.on_max_current)
+        self.service.on_command(self.topics.filter("evse_max_current_set"), self.on_max_current, owns=_owns_twc_evse)
         self.service.on_connect(self._on_connected)
         self.service.add_task("serial", self.bus.run)
         self.service.add_task("events", self._handle_events)
@@ -177,8 +178,6 @@ class TwcBridge:
 
     async def on_max_current(self, message: Incoming, command: CommandEnvelope) -> None:
         evse_id = message.parsed.ids.get("evse_id", "") if message.parsed else ""
-        if not evse_id.startswith("twc-"):
-            return  # a car's or a Gen3's: the bridge that owns it answers
         slave_id = slave_id_of(evse_id)
         known = slave_id is not None and (self._ours(slave_id) or evse_id in self.overrides)
         if slave_id is None or not known:
@@ -332,3 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _owns_twc_evse(parsed: ParsedTopic) -> bool:
+    """A car's or a Gen3's max_current/set belongs to the tesla-bridge, which alone answers for it."""
+    return parsed.ids.get("evse_id", "").startswith("twc-")

@@ -1,0 +1,89 @@
+"""Command values (contract §3, §5): what each `/set` topic of the allocator accepts, checked before anything changes.
+
+Every function takes the command's value (the plain payload or the JSON envelope's `value`) and returns the new
+setting, `None` for `default` (clear the override), or raises ValueError with a sentence for the ErrorEvent.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from chargebus.schema import EVSE_ID_PATTERN, MODES, VIN_PATTERN, Mode, vin_check_digit_ok
+
+DEFAULT = "default"
+PRIORITY_MIN, PRIORITY_MAX = -1000, 1000
+#: A charge-now timer longer than a week is a typo, not a plan.
+CHARGE_NOW_MAX_S = 7 * 24 * 3600
+#: Commands are a word or a small object; anything this large is rejected unread.
+MAX_COMMAND_BYTES = 64 * 1024
+
+_EVSE_ID = re.compile(EVSE_ID_PATTERN)
+_VIN = re.compile(VIN_PATTERN)
+
+
+def mode(value: Any) -> Mode | None:
+    """`off|now|solar|minsolar`, or `default` (None)."""
+    if value == DEFAULT:
+        return None
+    for known in MODES:
+        if value == known:
+            return known
+    raise ValueError(f"unknown mode {_show(value)}: use one of {', '.join(MODES)} or {DEFAULT}")
+
+
+def priority(value: Any) -> int | None:
+    """An integer −1000…1000, or `default` (None)."""
+    if value == DEFAULT:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(  # noqa: TRY004 - an input error: the runtime turns ValueError into an ErrorEvent
+            f"priority must be an integer {PRIORITY_MIN}…{PRIORITY_MAX} or {DEFAULT}, got {_show(value)}"
+        )
+    if not PRIORITY_MIN <= value <= PRIORITY_MAX:
+        raise ValueError(f"priority {value} is out of range {PRIORITY_MIN}…{PRIORITY_MAX}")
+    return value
+
+
+def charge_now(value: Any) -> tuple[float, str | None]:
+    """(seconds, evse_id or None for every charge point); 0 seconds (or `default`) cancels."""
+    evse_id: str | None = None
+    seconds: Any = value
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - {"seconds", "evse_id"})
+        if unknown:
+            raise ValueError(f"charge_now object: unknown key {', '.join(unknown)} (use seconds and evse_id)")
+        if "seconds" not in value:
+            raise ValueError("charge_now object needs 'seconds'")
+        seconds = value["seconds"]
+        raw_id = value.get("evse_id")
+        if raw_id is not None:
+            evse_id = evse(raw_id)
+    if seconds == DEFAULT:
+        return 0.0, evse_id
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not math.isfinite(seconds):
+        raise ValueError(f"charge_now takes seconds (0 cancels), got {_show(seconds)}")
+    if not 0 <= seconds <= CHARGE_NOW_MAX_S:
+        raise ValueError(f"charge_now {seconds:g} s is out of range 0…{CHARGE_NOW_MAX_S} (a week)")
+    return float(seconds), evse_id
+
+
+def evse(evse_id: Any) -> str:
+    """An id of the contract's patterns (§4). It need not be known yet: an EVSE may appear later."""
+    if not isinstance(evse_id, str) or not _EVSE_ID.match(evse_id):
+        raise ValueError(f"unknown evse id {_show(evse_id)}: ids are twc-<4 hex>, car-<VIN> or twc3-<name>")
+    return evse_id
+
+
+def vin(value: Any) -> tuple[str, str | None]:
+    """A VIN (17 of [A-HJ-NPR-Z0-9], upper case) and a warning when its ISO 3779 check digit is wrong."""
+    if not isinstance(value, str) or not _VIN.match(value):
+        raise ValueError(f"invalid VIN {_show(value)}: 17 characters of A-H, J-N, P, R-Z and 0-9, upper case")
+    warning = None if vin_check_digit_ok(value) else f"VIN {value}: check digit does not match (accepted)"
+    return value, warning
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -1,0 +1,154 @@
+"""Home Assistant discovery for the allocator: what the entities are (pure builders) and keeping them in sync.
+
+A `select` for the global mode, sensors for the budget (`available_w`, `grid_w`, `surplus_w`), per charge point
+sensors for its allocation and state, and per controllable EVSE a `number` for its priority. They all read
+`allocator/state`; the charge point ones find their group in it by VIN (else by primary EVSE id). Entities of a
+charge point or EVSE that disappears are removed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chargebus.ha import Discovery, Entity, availability, device, entity
+from chargebus.schema import MODES
+from chargebus.topics import Topics
+
+from chargebus_allocator.model import Allocation, ChargePoint
+
+SERVICE = "allocator"
+PRIORITY_RANGE = (-1000, 1000)
+
+
+def _common(topics: Topics) -> dict[str, Any]:
+    return {
+        "device_block": device(SERVICE, "chargebus allocator", "allocator"),
+        "availability_list": availability(topics, SERVICE),
+    }
+
+
+def static_entities(topics: Topics) -> list[Entity]:
+    state_topic = topics.build("allocator_state")
+    entities = [
+        entity(
+            "select",
+            "allocator_mode",
+            "Charging mode",
+            state_topic=state_topic,
+            value_template="{{ value_json.mode }}",
+            command_topic=topics.build("allocator_mode_set"),
+            options=list(MODES),
+            **_common(topics),
+        )
+    ]
+    for field, name in (("available_w", "Available power"), ("grid_w", "Grid power"), ("surplus_w", "Solar surplus")):
+        entities.append(
+            entity(
+                "sensor",
+                f"allocator_{field}",
+                name,
+                state_topic=state_topic,
+                value_template=f"{{{{ value_json.{field} }}}}",
+                unit_of_measurement="W",
+                device_class="power",
+                state_class="measurement",
+                **_common(topics),
+            )
+        )
+    return entities
+
+
+def _group_filter(point: ChargePoint) -> str:
+    if point.vin is not None:
+        return f"g.vin == '{point.vin}'"
+    return f"g.primary_evse_id == '{point.id}'"
+
+
+def point_entities(topics: Topics, point: ChargePoint) -> list[Entity]:
+    """A charge point's allocation and state sensors, named by its car when known, else its primary EVSE."""
+    state_topic = topics.build("allocator_state")
+    label = point.vin or point.id
+    pick = f"{{% for g in value_json.groups if {_group_filter(point)} %}}"
+    return [
+        entity(
+            "sensor",
+            f"allocator_{label}_allocated_w",
+            f"{label} allocated power",
+            state_topic=state_topic,
+            value_template=pick + "{{ g.allocated_w }}{% endfor %}",
+            unit_of_measurement="W",
+            device_class="power",
+            state_class="measurement",
+            **_common(topics),
+        ),
+        entity(
+            "sensor",
+            f"allocator_{label}_state",
+            f"{label} state",
+            state_topic=state_topic,
+            value_template=pick + "{{ g.state }}{% endfor %}",
+            json_attributes_topic=state_topic,
+            json_attributes_template=pick + "{{ {'reason': g.reason, 'evse_ids': g.evse_ids} | tojson }}{% endfor %}",
+            **_common(topics),
+        ),
+    ]
+
+
+def priority_entity(topics: Topics, evse_id: str) -> Entity:
+    low, high = PRIORITY_RANGE
+    return entity(
+        "number",
+        f"allocator_{evse_id}_priority",
+        f"{evse_id} priority",
+        state_topic=topics.build("allocator_state"),
+        value_template=(
+            f"{{% for g in value_json.groups if '{evse_id}' in g.evse_ids %}}{{{{ g.priority }}}}{{% endfor %}}"
+        ),
+        command_topic=topics.build("evse_priority_set", evse_id=evse_id),
+        min=low,
+        max=high,
+        step=1,
+        mode="box",
+        **_common(topics),
+    )
+
+
+def entities_for(topics: Topics, allocation: Allocation) -> dict[str, Entity]:
+    """Every entity the allocator should have now, by unique id."""
+    found = {item.unique_id: item for item in static_entities(topics)}
+    for result in allocation.points:
+        point = result.charge_point
+        found.update({item.unique_id: item for item in point_entities(topics, point)})
+        if point.controllable:
+            for evse_id in point.members:
+                item = priority_entity(topics, evse_id)
+                found[item.unique_id] = item
+    return found
+
+
+class HaSync:
+    """Publishes new entities and removes the ones whose charge point or EVSE has gone."""
+
+    def __init__(self, discovery: Discovery, topics: Topics) -> None:
+        self.discovery = discovery
+        self.topics = topics
+        self.current: dict[str, Entity] = {}
+        self.signature: object = None
+
+    async def sync(self, allocation: Allocation) -> None:
+        if not self.discovery.enabled:
+            return
+        signature = [
+            (p.charge_point.key, p.charge_point.members, p.charge_point.controllable) for p in allocation.points
+        ]
+        if signature == self.signature:
+            return  # the same charge points and EVSEs: nothing to add or remove (and no need to rebuild)
+        self.signature = signature
+        wanted = entities_for(self.topics, allocation)
+        for unique_id, item in self.current.items():
+            if unique_id not in wanted:
+                await self.discovery.remove(item)
+        for unique_id, item in wanted.items():
+            if unique_id not in self.current:
+                await self.discovery.publish(item)
+        self.current = wanted

@@ -1,0 +1,264 @@
+"""The allocator between messages: what it knows, one round of `allocate`, and what of the result to publish.
+
+It keeps the latest EvseState and VehicleState of every EVSE and car, the meters and the runtime overrides, turns
+them into the core's `Inputs` (merge by VIN, settings = config overlaid with overrides) and, after each round,
+decides what goes out: a Setpoint only when it changed (power, charge, basis) or is due for its refresh every
+`setpoint_ttl_s / 2`; `allocator/state` only when it changed apart from `computed_at`/`compute_ms`, or every 30 s;
+one error per meter going stale. It also says when the next round is due even without input (refresh, a meter
+going stale, a charge-now timer ending, a schedule window opening or closing, the regular tick that moves the
+hysteresis delays on). Schedule windows come from `[[allocator.schedules]]` (`schedules/set` is not handled yet).
+
+Pure: no I/O and no asyncio; every time is passed in as epoch seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from chargebus.config import AllocatorServiceConfig, CircuitConfig
+from chargebus.schema import AllocatorState, EvseState, PayloadError, Setpoint, VehicleState, parse_payload
+from chargebus.topics import Topics
+
+from chargebus_allocator import report, schedules
+from chargebus_allocator.allocate import allocate
+from chargebus_allocator.merge import Authorization, EvseSettings, VehicleSettings, merge
+from chargebus_allocator.meters import MeterBook, RateLimit, meter_specs
+from chargebus_allocator.model import Allocation, Circuit, Delays, GridReading, Inputs, MeteredLoad, Settings, Timer
+from chargebus_allocator.overrides import Overrides
+
+#: A round runs at least this often, so hysteresis delays and timers move on without input.
+TICK_S = 5.0
+#: `allocator/state` is re-published at least this often even when nothing changed.
+STATE_EVERY_S = 30.0
+#: A broken meter's payload errors are reported at most once per this many seconds.
+METER_ERROR_EVERY_S = 60.0
+#: Wake this much after a deadline, so the round at the wake-up sees it passed.
+_LATE_S = 0.001
+_VOLATILE_STATE = frozenset({"computed_at", "compute_ms"})
+
+SetpointKey = tuple[float | None, bool | None, int | None, float | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One ErrorEvent to publish: `topic` names the input or the source, `payload` is what was received."""
+
+    topic: str
+    error: str
+    payload: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Round:
+    allocation: Allocation
+    setpoints: list[Setpoint]  # to publish now: changed or due for refresh
+    state: AllocatorState | None  # to publish now, or None
+    notices: list[Notice]
+    events: list[str]  # log lines (key=value)
+    overrides_changed: bool  # a timer ended: the state file needs writing
+    next_wake: float
+
+
+@dataclass(slots=True)
+class _Sent:
+    key: SetpointKey
+    at: float
+
+
+@dataclass(slots=True)
+class Engine:
+    config: AllocatorServiceConfig
+    topics: Topics
+    started_at: float
+    overrides: Overrides = field(default_factory=Overrides)
+    evses: dict[str, EvseState] = field(default_factory=dict)
+    vehicles: dict[str, VehicleState] = field(default_factory=dict)
+    meters: MeterBook = field(init=False)
+    timezone: ZoneInfo = field(init=False)
+    timers: dict[str, Timer] | None = None
+    sent: dict[str, _Sent] = field(default_factory=dict)
+    state_key: object = None
+    state_at: float = -math.inf
+    meter_errors: RateLimit = field(default_factory=lambda: RateLimit(METER_ERROR_EVERY_S))
+
+    def __post_init__(self) -> None:
+        allocator = self.config.allocator
+        self.timezone = schedules.resolve_timezone(allocator.timezone)
+        names = [allocator.grid_meter] if allocator.grid_meter else []
+        names += [circuit.meter for circuit in allocator.circuits if circuit.meter]
+        self.meters = MeterBook(meter_specs(names, self.config.meters, self.topics), started_at=self.started_at)
+
+    @property
+    def ttl_s(self) -> float:
+        return self.config.allocator.setpoint_ttl_s
+
+    # -- inputs -------------------------------------------------------------------------------------------------
+
+    def evse_state(self, evse_id: str, payload: bytes) -> bool:
+        """A message on `<p>/evse/<evse_id>/state`; an empty one removes the EVSE. True when something changed."""
+        if not payload:
+            return self.evses.pop(evse_id, None) is not None
+        state = parse_payload(EvseState, payload)
+        if state.evse_id != evse_id:
+            raise PayloadError(f"evse_id {state.evse_id!r} does not match the topic's {evse_id!r}")
+        if self.evses.get(evse_id) == state:
+            return False
+        self.evses[evse_id] = state
+        return True
+
+    def vehicle_state(self, vin: str, payload: bytes) -> bool:
+        """A message on `<p>/vehicle/<vin>/state`; an empty one removes the car. True when something changed."""
+        if not payload:
+            return self.vehicles.pop(vin, None) is not None
+        state = parse_payload(VehicleState, payload)
+        if state.vin != vin:
+            raise PayloadError(f"vin {state.vin!r} does not match the topic's {vin!r}")
+        if self.vehicles.get(vin) == state:
+            return False
+        self.vehicles[vin] = state
+        return True
+
+    def meter_message(self, topic: str, payload: bytes, now: float) -> list[Notice]:
+        """A meter payload; errors come back rate-limited (once per meter per minute), the last good value stays."""
+        return [
+            Notice(topic, error, payload)
+            for name, error in self.meters.receive(topic, payload, now)
+            if self.meter_errors.allow(name, now)
+        ]
+
+    def removed_evses(self) -> list[str]:
+        """EVSEs that were sent a setpoint but are gone: their retained setpoint should be cleared."""
+        gone = [evse_id for evse_id in self.sent if evse_id not in self.evses]
+        for evse_id in gone:
+            del self.sent[evse_id]
+        return gone
+
+    # -- one round ----------------------------------------------------------------------------------------------
+
+    def inputs(self, now: float) -> Inputs:
+        allocator = self.config.allocator
+        overrides = self.overrides
+        evse_settings = {}
+        for evse_id in set(allocator.evses) | overrides.evse_ids():
+            entry = allocator.evses.get(evse_id)
+            configured = entry.priority if entry is not None and "priority" in entry.model_fields_set else None
+            own_priority = overrides.evse_priority(evse_id)
+            evse_settings[evse_id] = EvseSettings(
+                circuit=entry.circuit if entry is not None else None,
+                phase=entry.phase if entry is not None else None,
+                priority=own_priority if own_priority is not None else configured,
+                mode=overrides.evse_mode(evse_id) or (entry.mode if entry is not None else None),
+                charge_now_until=overrides.evse_charge_now_until(evse_id),
+            )
+        vehicle_settings = {}
+        for vin in set(allocator.vehicles) | overrides.vins():
+            car = allocator.vehicles.get(vin)
+            configured = car.priority if car is not None and "priority" in car.model_fields_set else None
+            own_priority = overrides.vehicle_priority(vin)
+            vehicle_settings[vin] = VehicleSettings(priority=own_priority if own_priority is not None else configured)
+        authorization = Authorization(
+            allocator.authorization,
+            frozenset(allocator.allowed_vins),
+            frozenset(allocator.denied_vins),
+            allocator.unknown_vin,
+        )
+        points = merge(self.evses.values(), self.vehicles.values(), evse_settings, vehicle_settings, authorization)
+        if allocator.schedules:
+            points = schedules.with_schedule_caps(
+                points, schedules.active_windows(allocator.schedules, self.timezone, now)
+            )
+        grid = None
+        grid_stale_after_s = 30.0
+        if allocator.grid_meter is not None:
+            reading = self.meters.last(allocator.grid_meter)
+            grid = GridReading(reading.load.power_w, reading.at) if reading is not None else None
+            grid_stale_after_s = self.meters.specs[allocator.grid_meter].stale_after_s
+        settings = Settings(
+            mode=overrides.mode() or allocator.mode,
+            reserve_w=allocator.reserve_w,
+            share=allocator.share,
+            delays=Delays(allocator.enable_delay_s, allocator.disable_delay_s, allocator.min_on_s, allocator.min_off_s),
+            grid_stale_after_s=grid_stale_after_s,
+        )
+        circuits = tuple(self._circuit(circuit) for circuit in allocator.circuits)
+        return Inputs(points, circuits, grid, overrides.charge_now_until(), settings)
+
+    def _circuit(self, config: CircuitConfig) -> Circuit:
+        metered: MeteredLoad | None = None
+        if config.meter is not None:
+            # A stale circuit meter keeps counting its last good value (reported once): dropping a house load to
+            # 0 W would hand its current to the cars.
+            reading = self.meters.last(config.meter)
+            metered = reading.load if reading is not None else None
+        return Circuit(
+            config.id,
+            config.max_current_a,
+            config.phases,
+            config.voltage_v,
+            config.parent,
+            config.phase or "L1",
+            metered,
+        )
+
+    def compute(self, now: float) -> Round:
+        expired = self.overrides.expire(now)
+        went, back = self.meters.stale_changes(now)
+        notices = [Notice(self.meters.specs[name].topic, self._stale_error(name, now)) for name in went]
+        events = [f"event=override_expired key={key}" for key in expired]
+        events += [f"event=meter_fresh meter={name}" for name in back]
+        started = time.perf_counter()
+        allocation, self.timers = allocate(self.inputs(now), self.timers, now)
+        compute_ms = (time.perf_counter() - started) * 1000
+        computed_at = datetime.fromtimestamp(now, tz=UTC)
+        state = report.allocator_state(
+            allocation, computed_at=computed_at, compute_ms=compute_ms, overrides=self.overrides.listing()
+        )
+        state_key = state.model_dump(exclude=set(_VOLATILE_STATE))
+        publish_state = state_key != self.state_key or now - self.state_at >= STATE_EVERY_S
+        if publish_state:
+            self.state_key, self.state_at = state_key, now
+        outgoing = []
+        current = set()
+        for setpoint in report.setpoints(allocation, now=computed_at, ttl_s=self.ttl_s):
+            key: SetpointKey = (setpoint.power_w, setpoint.charge, setpoint.phases, setpoint.voltage_v)
+            current.add(setpoint.evse_id)
+            sent = self.sent.get(setpoint.evse_id)
+            if sent is None or sent.key != key or now >= sent.at + self.ttl_s / 2:
+                outgoing.append(setpoint)
+                self.sent[setpoint.evse_id] = _Sent(key, now)
+        for evse_id in [evse_id for evse_id in self.sent if evse_id not in current and evse_id in self.evses]:
+            del self.sent[evse_id]  # no longer a charge point (a car away): its last setpoint simply expires
+        return Round(
+            allocation=allocation,
+            setpoints=outgoing,
+            state=state if publish_state else None,
+            notices=notices,
+            events=events,
+            overrides_changed=bool(expired),
+            next_wake=self._next_wake(now),
+        )
+
+    def _stale_error(self, name: str, now: float) -> str:
+        text = self.meters.describe_stale(name, now)
+        if name == self.config.allocator.grid_meter:
+            return f"{text}: solar surplus unknown, solar charges nothing and minsolar only the minimums"
+        return f"{text}: its circuit keeps counting the last good value"
+
+    def _next_wake(self, now: float) -> float:
+        deadlines = [now + TICK_S, self.state_at + STATE_EVERY_S]
+        deadlines += [sent.at + self.ttl_s / 2 for sent in self.sent.values()]
+        stale_at = self.meters.next_deadline(now)
+        if stale_at is not None:
+            deadlines.append(stale_at + _LATE_S)
+        if self.config.allocator.schedules:
+            edge = schedules.next_change(self.config.allocator.schedules, self.timezone, now)
+            if edge is not None:
+                deadlines.append(edge + _LATE_S)
+        for key, entry in self.overrides.entries.items():
+            if key.endswith("charge_now"):
+                deadlines.append(float(entry.value) + _LATE_S)
+        return max(now, min(deadlines))

@@ -1,0 +1,178 @@
+"""Runtime overrides set over MQTT (contract §3, §5): they win over the config until cleared with `default`.
+
+Each has a key, a value and the time it was set, exactly as `allocator/state` shows them and as the state file
+keeps them across restarts:
+
+| key | value |
+|---|---|
+| `mode` | global mode |
+| `charge_now` | when the global charge-now timer ends (ISO 8601 UTC) |
+| `evse/<evse_id>/mode` | that EVSE's mode |
+| `evse/<evse_id>/priority` | that EVSE's priority |
+| `evse/<evse_id>/charge_now` | when that EVSE's charge-now timer ends |
+| `vehicle/<vin>/priority` | that car's priority |
+
+Pure: the file itself is read and written by `statefile`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from chargebus.clock import iso_utc
+from chargebus.schema import Mode, Override, describe_validation_error
+from pydantic import ValidationError
+
+from chargebus_allocator import commands
+
+MODE = "mode"
+CHARGE_NOW = "charge_now"
+FILE_VERSION = 1
+
+
+def evse_key(evse_id: str, setting: str) -> str:
+    return f"evse/{evse_id}/{setting}"
+
+
+def vehicle_key(vin: str, setting: str) -> str:
+    return f"vehicle/{vin}/{setting}"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    value: str | float  # a mode, a priority, or the epoch end of a charge-now timer
+    since: float
+
+
+@dataclass(slots=True)
+class Overrides:
+    entries: dict[str, Entry] = field(default_factory=dict)
+
+    def put(self, key: str, value: str | float | None, now: float) -> bool:
+        """Set (or with None clear) one override; True when something changed."""
+        if value is None:
+            return self.entries.pop(key, None) is not None
+        current = self.entries.get(key)
+        if current is not None and current.value == value:
+            return False
+        self.entries[key] = Entry(value, now)
+        return True
+
+    def expire(self, now: float) -> list[str]:
+        """Drop charge-now timers that have ended; returns their keys."""
+        ended = [key for key, entry in self.entries.items() if _is_timer(key) and float(entry.value) <= now]
+        for key in ended:
+            del self.entries[key]
+        return ended
+
+    def _value(self, key: str) -> str | float | None:
+        entry = self.entries.get(key)
+        return entry.value if entry is not None else None
+
+    def mode(self) -> Mode | None:
+        return _as_mode(self._value(MODE))
+
+    def charge_now_until(self) -> float | None:
+        value = self._value(CHARGE_NOW)
+        return float(value) if value is not None else None
+
+    def evse_mode(self, evse_id: str) -> Mode | None:
+        return _as_mode(self._value(evse_key(evse_id, "mode")))
+
+    def evse_priority(self, evse_id: str) -> int | None:
+        value = self._value(evse_key(evse_id, "priority"))
+        return int(value) if value is not None else None
+
+    def evse_charge_now_until(self, evse_id: str) -> float | None:
+        value = self._value(evse_key(evse_id, "charge_now"))
+        return float(value) if value is not None else None
+
+    def vehicle_priority(self, vin: str) -> int | None:
+        value = self._value(vehicle_key(vin, "priority"))
+        return int(value) if value is not None else None
+
+    def evse_ids(self) -> set[str]:
+        return {key.split("/")[1] for key in self.entries if key.startswith("evse/")}
+
+    def vins(self) -> set[str]:
+        return {key.split("/")[1] for key in self.entries if key.startswith("vehicle/")}
+
+    def listing(self) -> list[Override]:
+        """As `allocator/state` shows them, sorted by key; timers as their end time."""
+        return [
+            Override(
+                key=key,
+                value=iso_utc(float(entry.value)) if _is_timer(key) else entry.value,
+                since=datetime.fromtimestamp(entry.since, tz=UTC),
+            )
+            for key, entry in sorted(self.entries.items())
+        ]
+
+    def dump(self) -> dict[str, Any]:
+        """The state file's content."""
+        return {"v": FILE_VERSION, "overrides": [item.model_dump(mode="json") for item in self.listing()]}
+
+
+def load(data: Any) -> tuple[Overrides, list[str]]:
+    """Overrides from a state file's content, and one problem line per entry that was skipped."""
+    overrides = Overrides()
+    if not isinstance(data, dict) or data.get("v") != FILE_VERSION or not isinstance(data.get("overrides"), list):
+        return overrides, [f"not an allocator state file (expected {{'v': {FILE_VERSION}, 'overrides': [...]}})"]
+    problems = []
+    for raw in data["overrides"]:
+        try:
+            item = Override.model_validate(raw)
+            overrides.entries[item.key] = Entry(_checked(item.key, item.value), item.since.timestamp())
+        except ValidationError as exc:
+            problems.append(f"override {_key_of(raw)}: {describe_validation_error(exc)}")
+        except ValueError as exc:
+            problems.append(f"override {_key_of(raw)}: {exc}")
+    return overrides, problems
+
+
+def _checked(key: str, value: Any) -> str | float:
+    """The same rules as the commands that set them: a hand-edited file cannot smuggle in a bad value."""
+    parts = key.split("/")
+    setting = parts[-1]
+    if len(parts) == 3 and parts[0] == "evse" and setting in (MODE, "priority", CHARGE_NOW):
+        commands.evse(parts[1])
+    elif len(parts) == 3 and parts[0] == "vehicle" and setting == "priority":
+        commands.vin(parts[1])
+    elif len(parts) != 1 or setting not in (MODE, CHARGE_NOW):
+        raise ValueError("unknown override key")
+    checked: str | float | None
+    if setting == MODE:
+        checked = commands.mode(value)
+    elif setting == "priority":
+        checked = commands.priority(value)
+    else:
+        checked = _timer_end(value)
+    if checked is None:
+        raise ValueError("'default' is not a stored value")
+    return checked
+
+
+def _timer_end(value: Any) -> float:
+    if not isinstance(value, str):
+        raise ValueError("a charge-now override's value is its end time (ISO 8601)")  # noqa: TRY004 - input error
+    try:
+        end = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"invalid end time {value!r}") from None
+    if end.tzinfo is None:
+        raise ValueError(f"end time {value!r} has no time zone")
+    return end.timestamp()
+
+
+def _is_timer(key: str) -> bool:
+    return key.endswith(CHARGE_NOW)
+
+
+def _as_mode(value: str | float | None) -> Mode | None:
+    return commands.mode(value) if value is not None else None
+
+
+def _key_of(raw: Any) -> str:
+    return repr(raw.get("key")) if isinstance(raw, dict) else "(not an object)"

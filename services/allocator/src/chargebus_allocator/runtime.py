@@ -1,0 +1,241 @@
+"""The allocator on MQTT: subscriptions, commands, the state file and the loop that runs rounds.
+
+Inputs only update the engine and mark it dirty; one task runs the rounds. A round starts as soon as something
+changed (messages that arrived together are taken in one round, and rounds are at least `MIN_GAP_S` apart, or
+as long apart as the last one took, so a flood cannot eat the CPU) and otherwise when the engine says the next one
+is due (setpoint refresh, a meter going stale, a timer ending, the regular tick).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from chargebus.config import AllocatorServiceConfig
+from chargebus.ha import Discovery
+from chargebus.mqtt import Incoming, Service
+from chargebus.schema import CommandEnvelope
+
+from chargebus_allocator import commands, overrides, statefile
+from chargebus_allocator.discovery import HaSync
+from chargebus_allocator.engine import Engine, Notice, Round
+
+log = logging.getLogger("chargebus.allocator")
+
+SERVICE = "allocator"
+#: Rounds are at least this far apart (real time): messages arriving meanwhile are taken together.
+MIN_GAP_S = 0.005
+#: After connecting, wait this long (simulated time) for retained states and meters before the first round.
+STARTUP_GRACE_S = 0.5
+#: Publications handed to the client but not yet acknowledged, before a round waits for them.
+MAX_INFLIGHT = 1000
+
+
+class Allocator:
+    def __init__(self, service: Service, config: AllocatorServiceConfig) -> None:
+        self.service = service
+        self.config = config
+        self.topics = service.topics
+        self.clock = service.clock
+        self.state_path: Path = statefile.path_in(config.state_dir)
+        loaded, problems = self._load_overrides()
+        self.startup_notices = [Notice(str(self.state_path), problem) for problem in problems]
+        self.engine = Engine(config, self.topics, self.clock.time(), loaded)
+        self.dirty = asyncio.Event()
+        discovery = Discovery(service, enabled=config.mqtt.ha_discovery, ha_prefix=config.mqtt.ha_prefix)
+        self.ha = HaSync(discovery, self.topics)
+        self.rounds = 0
+        self.inflight: set[asyncio.Task[None]] = set()
+        self.saving = asyncio.Lock()
+
+    def _load_overrides(self) -> tuple[overrides.Overrides, list[str]]:
+        try:
+            data = statefile.read_json(self.state_path)
+        except (OSError, ValueError) as exc:
+            return overrides.Overrides(), [f"state file unreadable, starting without overrides: {exc}"]
+        if data is None:
+            return overrides.Overrides(), []
+        loaded, problems = overrides.load(data)
+        log.info(f"service={SERVICE} event=overrides_loaded path={self.state_path} count={len(loaded.entries)}")
+        return loaded, problems
+
+    def register(self) -> None:
+        service, topics = self.service, self.topics
+        service.on_message(topics.filter("evse_state"), self._on_evse_state)
+        service.on_message(topics.filter("vehicle_state"), self._on_vehicle_state)
+        for topic in self.engine.meters.topics():
+            service.on_message(topic, self._on_meter)
+        service.on_command(topics.filter("allocator_mode_set"), self._on_mode)
+        service.on_command(topics.filter("allocator_charge_now_set"), self._on_charge_now)
+        service.on_command(topics.filter("evse_mode_set"), self._on_evse_mode)
+        service.on_command(topics.filter("evse_priority_set"), self._on_evse_priority)
+        service.on_command(topics.filter("vehicle_priority_set"), self._on_vehicle_priority)
+        service.on_connect(self._on_connect)
+        service.add_task("rounds", self._run_rounds)
+        for warning in self.config.allocator.warnings():
+            log.warning(f"service={SERVICE} event=config_warning warning={warning!r}")
+        if self.config.allocator.grid_meter is None:
+            log.warning(
+                f"service={SERVICE} event=config_warning warning='generation_meter/consumption_meter are not "
+                "supported yet: no grid reading, so solar modes see no surplus'"
+            )
+
+    # -- inputs -------------------------------------------------------------------------------------------------
+
+    def _changed(self) -> None:
+        self.dirty.set()
+
+    async def _on_evse_state(self, message: Incoming) -> None:
+        evse_id = message.parsed.ids["evse_id"] if message.parsed is not None else ""
+        commands.evse(evse_id)
+        if self.engine.evse_state(evse_id, message.payload):
+            self._changed()
+
+    async def _on_vehicle_state(self, message: Incoming) -> None:
+        vin = message.parsed.ids["vin"] if message.parsed is not None else ""
+        commands.vin(vin)
+        if self.engine.vehicle_state(vin, message.payload):
+            self._changed()
+
+    async def _on_meter(self, message: Incoming) -> None:
+        notices = self.engine.meter_message(message.topic, message.payload, self.clock.time())
+        self._changed()
+        for notice in notices:
+            await self.service.report_error(notice.topic, notice.payload, notice.error)
+
+    async def _on_connect(self) -> None:
+        notices, self.startup_notices = self.startup_notices, []
+        for notice in notices:
+            await self.service.report_error(notice.topic, notice.payload, notice.error)
+
+    # -- commands -----------------------------------------------------------------------------------------------
+
+    async def _on_mode(self, message: Incoming, command: CommandEnvelope) -> None:
+        _check_size(message)
+        await self._override(overrides.MODE, commands.mode(command.value))
+
+    async def _on_charge_now(self, message: Incoming, command: CommandEnvelope) -> None:
+        _check_size(message)
+        seconds, evse_id = commands.charge_now(command.value)
+        until = self.clock.time() + seconds if seconds > 0 else None
+        key = overrides.evse_key(evse_id, overrides.CHARGE_NOW) if evse_id else overrides.CHARGE_NOW
+        await self._override(key, until)
+
+    async def _on_evse_mode(self, message: Incoming, command: CommandEnvelope) -> None:
+        _check_size(message)
+        evse_id = commands.evse(_topic_id(message, "evse_id"))
+        await self._override(overrides.evse_key(evse_id, "mode"), commands.mode(command.value))
+
+    async def _on_evse_priority(self, message: Incoming, command: CommandEnvelope) -> None:
+        _check_size(message)
+        evse_id = commands.evse(_topic_id(message, "evse_id"))
+        await self._override(overrides.evse_key(evse_id, "priority"), commands.priority(command.value))
+
+    async def _on_vehicle_priority(self, message: Incoming, command: CommandEnvelope) -> None:
+        _check_size(message)
+        vin, warning = commands.vin(_topic_id(message, "vin"))
+        value = commands.priority(command.value)
+        if warning is not None:
+            log.warning(f"service={SERVICE} event=vin_check_digit vin={vin}")
+        await self._override(overrides.vehicle_key(vin, "priority"), value)
+
+    async def _override(self, key: str, value: str | float | None) -> None:
+        if not self.engine.overrides.put(key, value, self.clock.time()):
+            log.info(f"service={SERVICE} event=override_unchanged key={key}")
+            return
+        log.info(f"service={SERVICE} event=override key={key} value={'default' if value is None else value}")
+        self._changed()
+        await self._save_overrides()
+
+    async def _save_overrides(self) -> None:
+        try:
+            async with self.saving:  # one writer at a time, each writing the latest overrides
+                await asyncio.to_thread(statefile.write_json, self.state_path, self.engine.overrides.dump())
+        except OSError as exc:
+            # Not an input error: the override holds for now, but would not survive a restart.
+            await self.service.report_error(str(self.state_path), None, f"cannot write the state file: {exc}")
+
+    # -- rounds -------------------------------------------------------------------------------------------------
+
+    async def _run_rounds(self) -> None:
+        await self.service.connected.wait()
+        await self.clock.sleep(STARTUP_GRACE_S)
+        while not self.service.stopping:
+            self.dirty.clear()
+            started = time.perf_counter()
+            result = self.engine.compute(self.clock.time())
+            busy_s = time.perf_counter() - started
+            self.rounds += 1
+            await self._publish(result)
+            await self._wait(result.next_wake)
+            # Coalesce: whatever arrives within the gap is taken by the next round, together.
+            rest = max(MIN_GAP_S, busy_s) - (time.perf_counter() - started)
+            if rest > 0:
+                await asyncio.sleep(rest)
+
+    async def _publish(self, result: Round) -> None:
+        """Hand everything to the client in order, without waiting for the broker's acknowledgements: a round
+        must not wait for the PUBACKs of the last one (the broker may hold the second one back for its delayed ACK).
+        """
+        service = self.service
+        for setpoint in result.setpoints:
+            self._send(service.publish_retained(self.topics.evse_setpoint(setpoint.evse_id), setpoint))
+        for evse_id in self.engine.removed_evses():
+            self._send(service.clear_retained(self.topics.evse_setpoint(evse_id)))
+            log.info(f"service={SERVICE} event=setpoint_cleared evse_id={evse_id} reason=evse_gone")
+        if result.state is not None:
+            self._send(service.publish_retained(self.topics.build("allocator_state"), result.state))
+        for notice in result.notices:
+            self._send(service.report_error(notice.topic, notice.payload, notice.error))
+        for event in result.events:
+            log.info(f"service={SERVICE} {event}")
+        if result.overrides_changed:
+            self._send(self._save_overrides())
+        await self.ha.sync(result.allocation)
+        if len(self.inflight) > MAX_INFLIGHT:
+            await asyncio.wait(set(self.inflight))  # a broker that stopped acknowledging: do not pile up
+
+    def _send(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self.inflight.add(task)
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self.inflight.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error(f"service={SERVICE} event=publish_failed error={task.exception()!r}")
+
+    async def _wait(self, wake_at: float) -> None:
+        """Until something changes or the next round is due."""
+        if self.dirty.is_set():
+            return
+        delay = wake_at - self.clock.time()
+        if delay <= 0:
+            return
+        sleeper = asyncio.ensure_future(self.clock.sleep(delay))
+        waiter = asyncio.ensure_future(self.dirty.wait())
+        try:
+            await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeper, waiter):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+
+def _topic_id(message: Incoming, name: str) -> str:
+    return message.parsed.ids.get(name, "") if message.parsed is not None else ""
+
+
+def _check_size(message: Incoming) -> None:
+    if len(message.payload) > commands.MAX_COMMAND_BYTES:
+        raise ValueError(f"payload too large ({len(message.payload)} bytes, at most {commands.MAX_COMMAND_BYTES})")
+
+
+async def setup(service: Service, config: AllocatorServiceConfig) -> None:
+    Allocator(service, config).register()
