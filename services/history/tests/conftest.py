@@ -17,6 +17,8 @@ import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type informat
 import pytest
 from chargebus_history.store import HistoryStore
 
+from services.history.tests.history_support import evse_state, vehicle_state
+
 POSTGRES_CANDIDATES = (
     "postgresql://postgres@127.0.0.1:5432/test",
     "postgresql://root@127.0.0.1:5432/test",
@@ -78,74 +80,36 @@ async def store(backend: Backend) -> AsyncIterator[HistoryStore]:
         yield opened
 
 
+#: Fixed times for the payload fixtures, so tests that compare stored rows see stable values.
+FIXED_AT = "2027-01-15T08:00:00.000Z"
+
+
 @pytest.fixture
 def evse_payload() -> Callable[..., dict[str, Any]]:
-    """A complete EvseState payload (contract §6) with overrides."""
+    """A complete EvseState payload (contract §6) with overrides: idle, at a fixed time."""
 
     def build(evse_id: str = "twc-4a1b", **overrides: Any) -> dict[str, Any]:
-        payload: dict[str, Any] = {
-            "v": 1,
-            "evse_id": evse_id,
-            "kind": "vehicle" if evse_id.startswith("car-") else "twc2",
-            "name": evse_id,
-            "controllable": True,
-            "controls": ["current"],
-            "online": True,
-            "vin": None,
-            "plugged_in": False,
-            "plugged_in_at": None,
-            "charging": False,
-            "phases": 1,
-            "voltage_v": 230.0,
-            "phase_voltages_v": [230.0],
-            "current_a": 0.0,
-            "offered_a": 0.0,
-            "power_w": 0.0,
-            "min_power_w": 1380.0,
-            "max_power_w": 7360.0,
-            "step_w": 230.0,
-            "session_energy_wh": None,
-            "lifetime_energy_wh": None,
-            "state_code": "0x00",
-            "status_text": "ready",
-            "source": "rs485",
-            "updated_at": "2027-01-15T08:00:00.000Z",
-            "stale": False,
-        }
-        payload.update(overrides)
-        return payload
+        fixed = {"name": evse_id, "source": "rs485", "updated_at": FIXED_AT}
+        return evse_state(evse_id, **{**fixed, **overrides})
 
     return build
 
 
 @pytest.fixture
 def vehicle_payload() -> Callable[..., dict[str, Any]]:
-    """A complete VehicleState payload (contract §6) with overrides."""
+    """A complete VehicleState payload (contract §6) with overrides: parked and unplugged, at a fixed time."""
+    unplugged = {
+        "plugged_in": False,
+        "charging_state": "Disconnected",
+        "charger_phases": None,
+        "charger_voltage_v": None,
+        "charger_actual_current_a": None,
+        "charger_power_w": None,
+        "updated_at": FIXED_AT,
+        "data_age_s": 3.0,
+    }
 
     def build(vin: str = "5YJ3E1EA8KF000001", **overrides: Any) -> dict[str, Any]:
-        payload: dict[str, Any] = {
-            "v": 1,
-            "vin": vin,
-            "name": "Model 3",
-            "online_state": "online",
-            "at_home": True,
-            "plugged_in": False,
-            "charging_state": "Disconnected",
-            "soc_pct": 50.0,
-            "charge_limit_pct": 80.0,
-            "charger_phases": None,
-            "charger_voltage_v": None,
-            "charger_actual_current_a": None,
-            "charge_current_request_a": 16.0,
-            "charge_current_request_max_a": 32.0,
-            "charger_power_w": None,
-            "charge_energy_added_wh": None,
-            "time_to_full_s": None,
-            "source": "teslamate",
-            "updated_at": "2027-01-15T08:00:00.000Z",
-            "data_age_s": 3.0,
-        }
-        payload.update(overrides)
-        return payload
+        return vehicle_state(vin, **{**unplugged, **overrides})
 
     return build

@@ -103,10 +103,11 @@ def test_a_missing_database_exits_1(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert not (tmp_path / "none.sqlite").exists()
 
 
-def test_runs_as_a_module(config: Path) -> None:
-    done = subprocess.run(
+def export_process(*command: str, config: Path) -> subprocess.CompletedProcess[str]:
+    """The export run as a user runs it, for one hour of the fixture's day as daily CSV."""
+    return subprocess.run(
         [
-            *(sys.executable, "-m", "chargebus_history.export", "--config", str(config)),
+            *(sys.executable, "-m", *command, "--config", str(config)),
             *("--from", "2026-01-01T08:00Z", "--to", "2026-01-01T09:00Z", "--csv", "--daily"),
         ],
         capture_output=True,
@@ -114,22 +115,17 @@ def test_runs_as_a_module(config: Path) -> None:
         timeout=60,
         check=False,
     )
+
+
+def test_runs_as_a_module(config: Path) -> None:
+    done = export_process("chargebus_history.export", config=config)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0] == "subject,date,energy_wh"
 
 
 def test_runs_as_chargebus_history_export(config: Path) -> None:
     """The umbrella command finds the export through the package's `chargebus.commands` entry point."""
-    done = subprocess.run(
-        [
-            *(sys.executable, "-m", "chargebus", "history", "export", "--config", str(config)),
-            *("--from", "2026-01-01T08:00Z", "--to", "2026-01-01T09:00Z", "--csv", "--daily"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = export_process("chargebus", "history", "export", config=config)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0] == "subject,date,energy_wh"
     unknown = subprocess.run(
