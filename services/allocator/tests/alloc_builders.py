@@ -5,8 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from chargebus.schema import EvseState, Mode, VehicleState
+from chargebus.config import AllocatorServiceConfig
+from chargebus.schema import EvseState, Mode, VehicleState, to_json
+from chargebus.topics import Topics
 from chargebus_allocator.allocate import allocate
+from chargebus_allocator.engine import Engine
 from chargebus_allocator.model import (
     Allocation,
     ChargePoint,
@@ -23,6 +26,8 @@ T0 = 1_800_000_000.0  # a fixed instant: tests never read the wall clock
 VIN_A = "5YJ3E1EA8KF000001"
 VIN_B = "5YJ3E1EA8KF000002"
 NO_DELAYS = Delays(enable_delay_s=0, disable_delay_s=0, min_on_s=0, min_off_s=0)
+TOPICS = Topics("p")
+NO_DELAY_SETTINGS = {"enable_delay_s": 0, "disable_delay_s": 0, "min_on_s": 0, "min_off_s": 0}
 
 
 def point(
@@ -124,3 +129,18 @@ def vehicle_state(vin: str, **fields: Any) -> VehicleState:
     }
     values.update(fields)
     return VehicleState(**values)
+
+
+def make_engine(meters: list[dict[str, Any]] | None = None, **allocator: Any) -> Engine:
+    """An engine on prefix `p` with no delays, no reserve and a 20 s setpoint ttl unless told otherwise."""
+    settings = {"mode": "solar", "reserve_w": 0, "setpoint_ttl_s": 20, **NO_DELAY_SETTINGS, **allocator}
+    config = AllocatorServiceConfig.model_validate({"allocator": settings, "meters": meters or []})
+    return Engine(config, TOPICS, T0)
+
+
+def feed_evse(engine: Engine, evse_id: str, **fields: Any) -> bool:
+    return engine.evse_state(evse_id, to_json(evse_state(evse_id, **fields)))
+
+
+def feed_vehicle(engine: Engine, vin: str, **fields: Any) -> bool:
+    return engine.vehicle_state(vin, to_json(vehicle_state(vin, **fields)))

@@ -33,14 +33,17 @@ def test_every_charge_point_gets_a_state_and_a_sentence() -> None:
         "twc-0002": ("read_only", "read-only: it takes no setpoints; its measured 1 000 W counts on no circuit."),
         "twc-0003": ("offline", "offline: no fresh data from twc-0003, so it is offered 0 W."),
         "twc-0004": ("unplugged", "unplugged: no car to charge."),
-        "twc-0005": ("refused", f"refused: VIN {VIN_A} is not allowed to charge here."),
+        "twc-0005": ("refused", f"refused: VIN {VIN_A} is not authorised to charge here."),
         "twc-0006": ("full", "full: the car is at 80 % of its 80 % limit."),
         "twc-0007": ("waiting", "mode off: charging is switched off."),
         "twc-0008": (
             "kicked_out",
             "kicked out: its maximum 1 000 W is below its minimum 1 440 W, so it cannot charge.",
         ),
-        "twc-0009": ("refused", "refused: its car's VIN is unknown and unknown cars may not charge here."),
+        "twc-0009": (
+            "refused",
+            "refused: its car's VIN is unknown, and an unknown VIN is not authorised to charge here.",
+        ),
         "twc-000a": ("full", "full: the car reports its charge complete."),
     }
     assert {intent.evse_id for intent in allocation.setpoints} == set(results) - {"twc-0002"}

@@ -6,28 +6,21 @@ import math
 from typing import Any
 
 import pytest
-from chargebus.config import AllocatorServiceConfig
 from chargebus.schema import PayloadError, to_json
-from chargebus.topics import Topics
 from chargebus_allocator.engine import STATE_EVERY_S, TICK_S, Engine
 from chargebus_allocator.overrides import CHARGE_NOW, MODE, evse_key, vehicle_key
 
-from services.allocator.tests.alloc_builders import T0, VIN_A, evse_state, vehicle_state
+from services.allocator.tests.alloc_builders import (
+    T0,
+    VIN_A,
+    evse_state,
+    feed_evse,
+    make_engine,
+    vehicle_state,
+)
 
-TOPICS = Topics("p")
 TWC = "twc-4a1b"
 CAR = f"car-{VIN_A}"
-NO_DELAYS = {"enable_delay_s": 0, "disable_delay_s": 0, "min_on_s": 0, "min_off_s": 0}
-
-
-def make_engine(meters: list[dict[str, Any]] | None = None, **allocator: Any) -> Engine:
-    settings = {"mode": "solar", "reserve_w": 0, "setpoint_ttl_s": 20, **NO_DELAYS, **allocator}
-    config = AllocatorServiceConfig.model_validate({"allocator": settings, "meters": meters or []})
-    return Engine(config, TOPICS, T0)
-
-
-def feed_evse(engine: Engine, evse_id: str, **fields: Any) -> bool:
-    return engine.evse_state(evse_id, to_json(evse_state(evse_id, **fields)))
 
 
 def merged_engine(**allocator: Any) -> Engine:

@@ -141,7 +141,43 @@ BAD_VALUES: dict[str, list[bytes]] = {
     "evse/garage/priority/set": [b"5"],
     "vehicle/5yj3e1ea8kf000001/priority/set": [b"5"],  # lower case VIN
     "vehicle/NOTAVIN/priority/set": [b"5"],
+    "allocator/schedules/set": [
+        b"[{",  # malformed JSON
+        b"5",  # not a list
+        b"tonight",
+        b'{"value": {"days": ["mon"], "start": "23:00", "end": "06:00", "power_w": 7400}}',  # an object, not a list
+        b'[{"days": ["mon"], "start": "25:00", "end": "06:00", "power_w": 7400}]',  # bad HH:MM
+        b'[{"days": ["mon"], "start": "7pm", "end": "06:00", "power_w": 7400}]',
+        b'[{"days": ["funday"], "start": "23:00", "end": "06:00", "power_w": 7400}]',  # unknown day
+        b'[{"days": [], "start": "23:00", "end": "06:00", "power_w": 7400}]',
+        b'[{"days": ["mon"], "start": "23:00", "end": "06:00", "power_w": 7400, "current_a": 32}]',  # both
+        b'[{"days": ["mon"], "start": "23:00", "end": "06:00"}]',  # neither
+        b'[{"days": ["mon"], "start": "23:00", "end": "06:00", "power_w": "lots"}]',  # wrong type
+        b'[{"days": ["mon"], "start": "23:00", "end": "06:00", "power_w": 7400, "vin": "5yj3e1ea8kf000001"}]',
+        b'[{"days": ["mon"], "start": "23:00", "end": "06:00", "power_w": 7400, "colour": "red"}]',
+    ],
+    "allocator/schedules_enabled/set": [b"maybe", b"1", b'{"value": "yes"}', b"[true", b'{"value": null}'],
+    "allocator/vins/set": [
+        b"{",
+        b"nobody",
+        b"[1, 2]",
+        b'{"allow": ["BADVIN"]}',
+        b'{"allow": ["5yj3e1ea8kf000001"]}',  # lower case
+        b'{"allow": "5YJ3E1EA8KF000001"}',  # not a list
+        b'{"allow": ["5YJ3E1EA8KF000001"], "deny": ["5YJ3E1EA8KF000001"]}',  # in both
+        b'{"allow": [], "colour": 1}',
+        b'{"value": {"deny": [17]}}',
+        b'{"value": {"allow": []}, "extra": 1}',
+    ],
 }
+OVERSIZE_TOPICS = (
+    "allocator/mode/set",
+    "allocator/charge_now/set",
+    f"evse/{GOOD_EVSE}/priority/set",
+    "allocator/schedules/set",
+    "allocator/schedules_enabled/set",
+    "allocator/vins/set",
+)
 OVERSIZE = b'"' + b"a" * 100_000 + b'"'  # above the allocator's 64 KiB, below the runtime's limit
 HUGE = b"x" * 300_000  # above the runtime's limit
 
@@ -157,25 +193,42 @@ async def test_bad_input_on_every_command_topic_gets_one_error_and_changes_nothi
         try:
             await bus.wait_for(state_where(bus, prefix, lambda s: len(s["groups"]) == 1), timeout=15, what="state")
             sent = [(f"{prefix}/{suffix}", payload) for suffix, payloads in BAD_VALUES.items() for payload in payloads]
-            for suffix in ("allocator/mode/set", "allocator/charge_now/set", f"evse/{GOOD_EVSE}/priority/set"):
+            for suffix in OVERSIZE_TOPICS:
                 sent += [(f"{prefix}/{suffix}", OVERSIZE), (f"{prefix}/{suffix}", HUGE)]
             for topic, payload in sent:
                 await bus.publish(topic, payload)
-            retained_topics = [f"{prefix}/allocator/mode/set", f"{prefix}/evse/{GOOD_EVSE}/priority/set"]
-            for topic in retained_topics:
-                await bus.publish(topic, "now" if topic.endswith("mode/set") else "5", retain=True)
+            retained = {
+                f"{prefix}/allocator/mode/set": "now",
+                f"{prefix}/evse/{GOOD_EVSE}/priority/set": "5",
+                f"{prefix}/allocator/schedules/set": "[]",
+                f"{prefix}/allocator/schedules_enabled/set": "false",
+                f"{prefix}/allocator/vins/set": '{"allow": [], "deny": []}',
+            }
+            retained_topics = list(retained)
+            for topic, word in retained.items():
+                await bus.publish(topic, word, retain=True)
             expected = len(sent) + len(retained_topics)
-            await bus.wait_for(lambda: len(bus.on(errors)) >= expected, timeout=15, what=f"{expected} errors")
-            await asyncio.sleep(0.5)  # no second error for any of them
+            await bus.wait_for(lambda: len(bus.on(errors)) >= expected, timeout=30, what=f"{expected} errors")
+            await asyncio.sleep(1.0)  # no second error for any of them
             events = [m.json() for m in bus.on(errors)]
             assert len(events) == expected
             assert [e["topic"] for e in events[: len(sent)]] == [topic for topic, _ in sent]
             assert all(set(e) == {"v", "topic", "payload", "error", "transaction"} for e in events)
             assert all(e["payload"] is None or len(e["payload"]) <= 200 for e in events)
             assert sum("retained" in e["error"] for e in events) == len(retained_topics)
-            assert sum("too large" in e["error"] for e in events) == 6
+            assert sum("too large" in e["error"] for e in events) == 2 * len(OVERSIZE_TOPICS)
             assert any("unknown evse id" in e["error"] for e in events)
             assert any("invalid VIN" in e["error"] for e in events)
+            by_payload = {e["payload"]: e["error"] for e in events}
+            assert "HH:MM" in by_payload['[{"days": ["mon"], "start": "25:00", "end": "06:00", "power_w": 7400}]']
+            assert (
+                "exactly one of power_w and current_a"
+                in by_payload['[{"days": ["mon"], "start": "23:00", "end": "06:00", "power_w": 7400, "current_a": 32}]']
+            )
+            assert (
+                "in both allow and deny"
+                in by_payload['{"allow": ["5YJ3E1EA8KF000001"], "deny": ["5YJ3E1EA8KF000001"]}']
+            )
             state = last_json(bus, f"{prefix}/allocator/state")
             assert (state["overrides"], state["mode"]) == ([], "solar")
             assert not (tmp_path / "state" / "allocator.json").exists()
@@ -184,8 +237,11 @@ async def test_bad_input_on_every_command_topic_gets_one_error_and_changes_nothi
 
             # Still alive and listening; a transaction is echoed on errors.
             await bus.publish(f"{prefix}/allocator/mode/set", json.dumps({"value": "x", "transaction": "abc"}))
-            echo = await bus.wait_message(errors, lambda m: m.json()["transaction"] == "abc")
+            echo = await bus.wait_message(errors, lambda m: m.json()["transaction"] == "abc", timeout=15)
             assert "unknown mode" in echo.json()["error"]
+            await bus.publish(f"{prefix}/allocator/vins/set", json.dumps({"allow": ["X"], "transaction": "v1"}))
+            echo = await bus.wait_message(errors, lambda m: m.json()["transaction"] == "v1", timeout=15)
+            assert "vins.allow[0]: invalid VIN" in echo.json()["error"]
             await bus.publish(f"{prefix}/evse/twc-9999/priority/set", "12")  # unknown but valid id: kept for later
             await bus.publish(
                 f"{prefix}/allocator/charge_now/set", '{"value": {"seconds": 600, "evse_id": "twc-0001"}}'

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from chargebus.schema import EVSE_ID_PATTERN, MODES, VIN_PATTERN, Mode, vin_check_digit_ok
@@ -18,6 +19,8 @@ PRIORITY_MIN, PRIORITY_MAX = -1000, 1000
 CHARGE_NOW_MAX_S = 7 * 24 * 3600
 #: Commands are a word or a small object; anything this large is rejected unread.
 MAX_COMMAND_BYTES = 64 * 1024
+#: At most this many VINs in each list of a `vins/set` command.
+MAX_VINS = 1000
 
 _EVSE_ID = re.compile(EVSE_ID_PATTERN)
 _VIN = re.compile(VIN_PATTERN)
@@ -82,6 +85,65 @@ def vin(value: Any) -> tuple[str, str | None]:
         raise ValueError(f"invalid VIN {_show(value)}: 17 characters of A-H, J-N, P, R-Z and 0-9, upper case")
     warning = None if vin_check_digit_ok(value) else f"VIN {value}: check digit does not match (accepted)"
     return value, warning
+
+
+def schedules_enabled(value: Any) -> bool | None:
+    """`true|false`, or `default` (None: schedules are enabled)."""
+    if value == DEFAULT:
+        return None
+    if not isinstance(value, bool):
+        raise ValueError(f"schedules_enabled takes true, false or {DEFAULT}, got {_show(value)}")  # noqa: TRY004
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class VinLists:
+    """The allow and deny lists of `vins/set`, replacing `allowed_vins` and `denied_vins` of the config."""
+
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+
+    def as_json(self) -> dict[str, list[str]]:
+        return {"allow": list(self.allow), "deny": list(self.deny)}
+
+
+def vin_lists(value: Any) -> tuple[VinLists | None, list[str]]:
+    """`{"allow": [...], "deny": [...]}` (a missing list is empty), or `default` (None), and check-digit warnings.
+
+    Every VIN must have the contract's form (upper case); one in both lists is a contradiction and rejected.
+    """
+    if value == DEFAULT:
+        return None, []
+    if not isinstance(value, dict):
+        raise ValueError(  # noqa: TRY004 - an input error: the runtime turns ValueError into an ErrorEvent
+            f'vins takes {{"allow": [VIN, ...], "deny": [VIN, ...]}} or {DEFAULT}, got {_show(value)}'
+        )
+    unknown = sorted(set(value) - {"allow", "deny"})
+    if unknown:
+        raise ValueError(f"vins object: unknown key {', '.join(map(repr, unknown))} (use allow and deny)")
+    warnings: list[str] = []
+    lists = {name: _vin_list(name, value.get(name, []), warnings) for name in ("allow", "deny")}
+    both = sorted(set(lists["allow"]) & set(lists["deny"]))
+    if both:
+        raise ValueError(f"VIN {', '.join(both)} is in both allow and deny")
+    return VinLists(lists["allow"], lists["deny"]), list(dict.fromkeys(warnings))
+
+
+def _vin_list(name: str, raw: Any, warnings: list[str]) -> tuple[str, ...]:
+    if not isinstance(raw, list):
+        raise ValueError(f"vins.{name} must be a list of VINs, got {_show(raw)}")  # noqa: TRY004
+    if len(raw) > MAX_VINS:
+        raise ValueError(f"vins.{name}: at most {MAX_VINS} VINs, got {len(raw)}")
+    checked = []
+    for index, item in enumerate(raw):
+        try:
+            one, warning = vin(item)
+        except ValueError as exc:
+            raise ValueError(f"vins.{name}[{index}]: {exc}") from None
+        checked.append(one)
+        if warning is not None:
+            warnings.append(warning)
+    return tuple(dict.fromkeys(checked))
 
 
 def _show(value: Any) -> str:

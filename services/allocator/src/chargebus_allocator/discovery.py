@@ -1,6 +1,7 @@
 """Home Assistant discovery for the allocator: what the entities are (pure builders) and keeping them in sync.
 
-A `select` for the global mode, sensors for the budget (`available_w`, `grid_w`, `surplus_w`), per charge point
+A `select` for the global mode, a `switch` for `schedules_enabled`, sensors for the budget (`available_w`, `grid_w`,
+`surplus_w`), per charge point
 sensors for its allocation and state, and per controllable EVSE a `number` for its priority. They all read
 `allocator/state`; the charge point ones find their group in it by VIN (else by primary EVSE id). Entities of a
 charge point or EVSE that disappears are removed.
@@ -18,6 +19,11 @@ from chargebus_allocator.model import Allocation, ChargePoint
 
 SERVICE = "allocator"
 PRIORITY_RANGE = (-1000, 1000)
+#: The switch's state from `allocator/state`: off only while a `schedules_enabled` override says false.
+SCHEDULES_ENABLED_TEMPLATE = (
+    "{% set v = value_json.overrides | selectattr('key', 'equalto', 'schedules_enabled') "
+    "| map(attribute='value') | list %}{{ 'false' if v and v[0] == false else 'true' }}"
+)
 
 
 def _common(topics: Topics) -> dict[str, Any]:
@@ -39,7 +45,20 @@ def static_entities(topics: Topics) -> list[Entity]:
             command_topic=topics.build("allocator_mode_set"),
             options=list(MODES),
             **_common(topics),
-        )
+        ),
+        entity(
+            "switch",
+            "allocator_schedules_enabled",
+            "Charging schedules",
+            state_topic=state_topic,
+            value_template=SCHEDULES_ENABLED_TEMPLATE,
+            command_topic=topics.build("allocator_schedules_enabled_set"),
+            payload_on="true",
+            payload_off="false",
+            state_on="true",
+            state_off="false",
+            **_common(topics),
+        ),
     ]
     for field, name in (("available_w", "Available power"), ("grid_w", "Grid power"), ("surplus_w", "Solar surplus")):
         entities.append(

@@ -1,12 +1,16 @@
 """The allocator between messages: what it knows, one round of `allocate`, and what of the result to publish.
 
-It keeps the latest EvseState and VehicleState of every EVSE and car, the meters and the runtime overrides, turns
-them into the core's `Inputs` (merge by VIN, settings = config overlaid with overrides) and, after each round,
-decides what goes out: a Setpoint only when it changed (power, charge, basis) or is due for its refresh every
+It keeps the latest EvseState and VehicleState of every EVSE and car, the meters, the bridges' presence and the
+runtime overrides, turns them into the core's `Inputs` (merge by VIN, settings = config overlaid with overrides,
+schedule caps of the windows open now, the grid figure from either meter form) and, after each round, decides what
+goes out: a Setpoint only when it changed (power, charge, basis) or is due for its refresh every
 `setpoint_ttl_s / 2`; `allocator/state` only when it changed apart from `computed_at`/`compute_ms`, or every 30 s;
-one error per meter going stale. It also says when the next round is due even without input (refresh, a meter
-going stale, a charge-now timer ending, a schedule window opening or closing, the regular tick that moves the
-hysteresis delays on). Schedule windows come from `[[allocator.schedules]]` (`schedules/set` is not handled yet).
+one error per meter going stale and per house-meter warning. It also says when the next round is due even without
+input (refresh, a meter going stale, a charge-now timer ending, a schedule window opening or closing, the regular
+tick that moves the hysteresis delays on).
+
+An EVSE whose bridge announced `offline` on `<p>/<bridge>/status` (its LWT after a crash) counts as offline until
+the bridge says `online` again: `twc-*` belong to the twc-bridge, `car-*` and `twc3-*` to the tesla-bridge.
 
 Pure: no I/O and no asyncio; every time is passed in as epoch seconds.
 """
@@ -15,19 +19,31 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from chargebus.config import AllocatorServiceConfig, CircuitConfig
+from chargebus.config import AllocatorServiceConfig, CircuitConfig, ScheduleConfig
 from chargebus.schema import AllocatorState, EvseState, PayloadError, Setpoint, VehicleState, parse_payload
 from chargebus.topics import Topics
 
 from chargebus_allocator import report, schedules
 from chargebus_allocator.allocate import allocate
+from chargebus_allocator.house_meters import GridFigure, HouseMeters, MeterValue
 from chargebus_allocator.merge import Authorization, EvseSettings, VehicleSettings, merge
 from chargebus_allocator.meters import MeterBook, RateLimit, meter_specs
-from chargebus_allocator.model import Allocation, Circuit, Delays, GridReading, Inputs, MeteredLoad, Settings, Timer
+from chargebus_allocator.model import (
+    Allocation,
+    ChargePoint,
+    Circuit,
+    Delays,
+    GridReading,
+    Inputs,
+    MeteredLoad,
+    Settings,
+    Timer,
+)
 from chargebus_allocator.overrides import Overrides
 
 #: A round runs at least this often, so hysteresis delays and timers move on without input.
@@ -41,6 +57,15 @@ _LATE_S = 0.001
 _VOLATILE_STATE = frozenset({"computed_at", "compute_ms"})
 
 SetpointKey = tuple[float | None, bool | None, int | None, float | None]
+
+TWC_BRIDGE = "twc-bridge"
+TESLA_BRIDGE = "tesla-bridge"
+BRIDGES = (TWC_BRIDGE, TESLA_BRIDGE)
+
+
+def owning_bridge(evse_id: str) -> str:
+    """The bridge that publishes an EVSE: `twc-*` the twc-bridge, `car-*` and `twc3-*` the tesla-bridge."""
+    return TWC_BRIDGE if evse_id.startswith("twc-") else TESLA_BRIDGE
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +103,10 @@ class Engine:
     evses: dict[str, EvseState] = field(default_factory=dict)
     vehicles: dict[str, VehicleState] = field(default_factory=dict)
     meters: MeterBook = field(init=False)
+    house: HouseMeters = field(init=False)
     timezone: ZoneInfo = field(init=False)
+    bridges_offline: set[str] = field(default_factory=set)
+    house_notes: set[str] = field(default_factory=set)  # house-meter warnings reported and still holding
     timers: dict[str, Timer] | None = None
     sent: dict[str, _Sent] = field(default_factory=dict)
     state_key: object = None
@@ -88,7 +116,8 @@ class Engine:
     def __post_init__(self) -> None:
         allocator = self.config.allocator
         self.timezone = schedules.resolve_timezone(allocator.timezone)
-        names = [allocator.grid_meter] if allocator.grid_meter else []
+        self.house = HouseMeters.from_config(allocator, generation_is_export=allocator.generation_is_export)
+        names = list(self.house.meter_names)
         names += [circuit.meter for circuit in allocator.circuits if circuit.meter]
         self.meters = MeterBook(meter_specs(names, self.config.meters, self.topics), started_at=self.started_at)
 
@@ -130,6 +159,23 @@ class Engine:
             if self.meter_errors.allow(name, now)
         ]
 
+    def bridge_status(self, service: str, payload: bytes) -> bool:
+        """A message on `<p>/<service>/status`; True when a bridge's presence changed (other services are ignored).
+
+        Only `offline` (the bridge's LWT, or its clean stop) takes its EVSEs offline and only `online` brings them
+        back: anything else, an empty (cleared) status included, leaves the last word standing.
+        """
+        if service not in BRIDGES:
+            return False
+        text = payload.decode("utf-8", errors="replace").strip()
+        if text == "offline" and service not in self.bridges_offline:
+            self.bridges_offline.add(service)
+            return True
+        if text == "online" and service in self.bridges_offline:
+            self.bridges_offline.discard(service)
+            return True
+        return False
+
     def removed_evses(self) -> list[str]:
         """EVSEs that were sent a setpoint but are gone: their retained setpoint should be cleared."""
         gone = [evse_id for evse_id in self.sent if evse_id not in self.evses]
@@ -139,7 +185,44 @@ class Engine:
 
     # -- one round ----------------------------------------------------------------------------------------------
 
+    def schedules(self) -> Sequence[ScheduleConfig]:
+        """The windows in force: `schedules/set`'s, else the config's; none while `schedules_enabled` is false."""
+        if not self.overrides.schedules_enabled():
+            return ()
+        override = self.overrides.schedules()
+        return override if override is not None else self.config.allocator.schedules
+
+    def authorization(self) -> Authorization:
+        allocator = self.config.allocator
+        lists = self.overrides.vins_lists()
+        allowed = lists.allow if lists is not None else allocator.allowed_vins
+        denied = lists.deny if lists is not None else allocator.denied_vins
+        return Authorization(allocator.authorization, frozenset(allowed), frozenset(denied), allocator.unknown_vin)
+
+    def _evses_seen(self) -> list[EvseState]:
+        """Every EVSE, the ones of a bridge that is offline marked offline (their data is no longer fresh)."""
+        if not self.bridges_offline:
+            return list(self.evses.values())
+        return [
+            state.model_copy(update={"online": False}) if owning_bridge(evse_id) in self.bridges_offline else state
+            for evse_id, state in self.evses.items()
+        ]
+
+    def grid_figure(self, points: Sequence[ChargePoint], now: float) -> GridFigure:
+        """The grid figure (+ import, − export) from the grid meter, or from the generation/consumption meters
+        with the chargers' measured draw (every charge point once, read-only ones too)."""
+        readings = {
+            name: MeterValue(reading.load.power_w, stale=self.meters.stale(name, now), at=reading.at)
+            for name in self.house.meter_names
+            if (reading := self.meters.last(name)) is not None
+        }
+        chargers = MeterValue(sum(point.power_w for point in points), at=now)
+        return self.house.grid(readings, chargers)
+
     def inputs(self, now: float) -> Inputs:
+        return self._inputs(now)[0]
+
+    def _inputs(self, now: float) -> tuple[Inputs, GridFigure]:
         allocator = self.config.allocator
         overrides = self.overrides
         evse_settings = {}
@@ -160,32 +243,24 @@ class Engine:
             configured = car.priority if car is not None and "priority" in car.model_fields_set else None
             own_priority = overrides.vehicle_priority(vin)
             vehicle_settings[vin] = VehicleSettings(priority=own_priority if own_priority is not None else configured)
-        authorization = Authorization(
-            allocator.authorization,
-            frozenset(allocator.allowed_vins),
-            frozenset(allocator.denied_vins),
-            allocator.unknown_vin,
+        points = merge(
+            self._evses_seen(), self.vehicles.values(), evse_settings, vehicle_settings, self.authorization()
         )
-        points = merge(self.evses.values(), self.vehicles.values(), evse_settings, vehicle_settings, authorization)
-        if allocator.schedules:
-            points = schedules.with_schedule_caps(
-                points, schedules.active_windows(allocator.schedules, self.timezone, now)
-            )
-        grid = None
-        grid_stale_after_s = 30.0
-        if allocator.grid_meter is not None:
-            reading = self.meters.last(allocator.grid_meter)
-            grid = GridReading(reading.load.power_w, reading.at) if reading is not None else None
-            grid_stale_after_s = self.meters.specs[allocator.grid_meter].stale_after_s
+        windows = self.schedules()
+        if windows:
+            points = schedules.with_schedule_caps(points, schedules.active_windows(windows, self.timezone, now))
+        figure = self.grid_figure(points, now)
+        # Staleness is decided here, per meter (each has its own stale_after_s): a fresh figure is as of now.
+        fresh = figure.grid_w is not None and not figure.stale
+        grid = GridReading(figure.grid_w, now) if fresh and figure.grid_w is not None else None
         settings = Settings(
             mode=overrides.mode() or allocator.mode,
             reserve_w=allocator.reserve_w,
             share=allocator.share,
             delays=Delays(allocator.enable_delay_s, allocator.disable_delay_s, allocator.min_on_s, allocator.min_off_s),
-            grid_stale_after_s=grid_stale_after_s,
         )
         circuits = tuple(self._circuit(circuit) for circuit in allocator.circuits)
-        return Inputs(points, circuits, grid, overrides.charge_now_until(), settings)
+        return Inputs(points, circuits, grid, overrides.charge_now_until(), settings), figure
 
     def _circuit(self, config: CircuitConfig) -> Circuit:
         metered: MeteredLoad | None = None
@@ -210,8 +285,10 @@ class Engine:
         notices = [Notice(self.meters.specs[name].topic, self._stale_error(name, now)) for name in went]
         events = [f"event=override_expired key={key}" for key in expired]
         events += [f"event=meter_fresh meter={name}" for name in back]
+        inputs, figure = self._inputs(now)
+        notices += self._house_notes(figure, events)
         started = time.perf_counter()
-        allocation, self.timers = allocate(self.inputs(now), self.timers, now)
+        allocation, self.timers = allocate(inputs, self.timers, now)
         compute_ms = (time.perf_counter() - started) * 1000
         computed_at = datetime.fromtimestamp(now, tz=UTC)
         state = report.allocator_state(
@@ -242,9 +319,29 @@ class Engine:
             next_wake=self._next_wake(now),
         )
 
+    def _house_notes(self, figure: GridFigure, events: list[str]) -> list[Notice]:
+        """A house-meter warning (a PV meter reading below 0 W, …) is reported once while it holds.
+
+        Notes of a figure that lacks a reading are not reported: the meter's staleness already is.
+        """
+        if figure.grid_w is None:
+            return []
+        notes = set(figure.notes)
+        new = [Notice(self._note_topic(note), note) for note in figure.notes if note not in self.house_notes]
+        events += [f"event=house_meter_note_cleared note={note!r}" for note in sorted(self.house_notes - notes)]
+        self.house_notes = notes
+        return new
+
+    def _note_topic(self, note: str) -> str:
+        """The topic of the meter a note is about: the consumption meter's, else the generation meter's."""
+        house = self.house
+        about = house.consumption_meter if note.startswith("consumption meter") else house.generation_meter
+        name = about or house.meter_names[0]
+        return self.meters.specs[name].topic
+
     def _stale_error(self, name: str, now: float) -> str:
         text = self.meters.describe_stale(name, now)
-        if name == self.config.allocator.grid_meter:
+        if name in self.house.meter_names:
             return f"{text}: solar surplus unknown, solar charges nothing and minsolar only the minimums"
         return f"{text}: its circuit keeps counting the last good value"
 
@@ -254,11 +351,10 @@ class Engine:
         stale_at = self.meters.next_deadline(now)
         if stale_at is not None:
             deadlines.append(stale_at + _LATE_S)
-        if self.config.allocator.schedules:
-            edge = schedules.next_change(self.config.allocator.schedules, self.timezone, now)
+        windows = self.schedules()
+        if windows:
+            edge = schedules.next_change(windows, self.timezone, now)
             if edge is not None:
                 deadlines.append(edge + _LATE_S)
-        for key, entry in self.overrides.entries.items():
-            if key.endswith("charge_now"):
-                deadlines.append(float(entry.value) + _LATE_S)
+        deadlines += [end + _LATE_S for end in self.overrides.timer_ends()]
         return max(now, min(deadlines))

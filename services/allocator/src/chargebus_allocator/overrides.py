@@ -11,6 +11,9 @@ keeps them across restarts:
 | `evse/<evse_id>/priority` | that EVSE's priority |
 | `evse/<evse_id>/charge_now` | when that EVSE's charge-now timer ends |
 | `vehicle/<vin>/priority` | that car's priority |
+| `schedules` | the schedule windows in force instead of `[[allocator.schedules]]` (a list as in the config) |
+| `schedules_enabled` | `false` switches every schedule window off (`true` = as without the override) |
+| `vins` | `{"allow": [...], "deny": [...]}` instead of `allowed_vins` / `denied_vins` |
 
 Pure: the file itself is read and written by `statefile`.
 """
@@ -22,14 +25,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chargebus.clock import iso_utc
+from chargebus.config import ScheduleConfig
 from chargebus.schema import Mode, Override, describe_validation_error
 from pydantic import ValidationError
 
-from chargebus_allocator import commands
+from chargebus_allocator import commands, schedules
+from chargebus_allocator.commands import VinLists
 
 MODE = "mode"
 CHARGE_NOW = "charge_now"
+SCHEDULES = "schedules"
+SCHEDULES_ENABLED = "schedules_enabled"
+VINS = "vins"
 FILE_VERSION = 1
+
+#: A mode, a priority, the epoch end of a charge-now timer, a switch, the schedule windows or the VIN lists.
+Value = str | float | bool | tuple[ScheduleConfig, ...] | VinLists
 
 
 def evse_key(evse_id: str, setting: str) -> str:
@@ -42,7 +53,7 @@ def vehicle_key(vin: str, setting: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    value: str | float  # a mode, a priority, or the epoch end of a charge-now timer
+    value: Value
     since: float
 
 
@@ -50,7 +61,7 @@ class Entry:
 class Overrides:
     entries: dict[str, Entry] = field(default_factory=dict)
 
-    def put(self, key: str, value: str | float | None, now: float) -> bool:
+    def put(self, key: str, value: Value | None, now: float) -> bool:
         """Set (or with None clear) one override; True when something changed."""
         if value is None:
             return self.entries.pop(key, None) is not None
@@ -62,36 +73,55 @@ class Overrides:
 
     def expire(self, now: float) -> list[str]:
         """Drop charge-now timers that have ended; returns their keys."""
-        ended = [key for key, entry in self.entries.items() if _is_timer(key) and float(entry.value) <= now]
+        ended = [key for key, entry in self.entries.items() if _is_timer(key) and _number(entry.value) <= now]
         for key in ended:
             del self.entries[key]
         return ended
 
-    def _value(self, key: str) -> str | float | None:
+    def timer_ends(self) -> list[float]:
+        """When each charge-now timer ends (epoch seconds)."""
+        return [_number(entry.value) for key, entry in self.entries.items() if _is_timer(key)]
+
+    def _value(self, key: str) -> Value | None:
         entry = self.entries.get(key)
         return entry.value if entry is not None else None
+
+    def _number(self, key: str) -> float | None:
+        value = self._value(key)
+        return _number(value) if value is not None else None
 
     def mode(self) -> Mode | None:
         return _as_mode(self._value(MODE))
 
     def charge_now_until(self) -> float | None:
-        value = self._value(CHARGE_NOW)
-        return float(value) if value is not None else None
+        return self._number(CHARGE_NOW)
 
     def evse_mode(self, evse_id: str) -> Mode | None:
         return _as_mode(self._value(evse_key(evse_id, "mode")))
 
     def evse_priority(self, evse_id: str) -> int | None:
-        value = self._value(evse_key(evse_id, "priority"))
+        value = self._number(evse_key(evse_id, "priority"))
         return int(value) if value is not None else None
 
     def evse_charge_now_until(self, evse_id: str) -> float | None:
-        value = self._value(evse_key(evse_id, "charge_now"))
-        return float(value) if value is not None else None
+        return self._number(evse_key(evse_id, "charge_now"))
 
     def vehicle_priority(self, vin: str) -> int | None:
-        value = self._value(vehicle_key(vin, "priority"))
+        value = self._number(vehicle_key(vin, "priority"))
         return int(value) if value is not None else None
+
+    def schedules(self) -> tuple[ScheduleConfig, ...] | None:
+        """The windows set by `schedules/set`, or None for the config's."""
+        value = self._value(SCHEDULES)
+        return value if isinstance(value, tuple) else None
+
+    def schedules_enabled(self) -> bool:
+        return self._value(SCHEDULES_ENABLED) is not False
+
+    def vins_lists(self) -> VinLists | None:
+        """The lists set by `vins/set`, or None for the config's."""
+        value = self._value(VINS)
+        return value if isinstance(value, VinLists) else None
 
     def evse_ids(self) -> set[str]:
         return {key.split("/")[1] for key in self.entries if key.startswith("evse/")}
@@ -102,11 +132,7 @@ class Overrides:
     def listing(self) -> list[Override]:
         """As `allocator/state` shows them, sorted by key; timers as their end time."""
         return [
-            Override(
-                key=key,
-                value=iso_utc(float(entry.value)) if _is_timer(key) else entry.value,
-                since=datetime.fromtimestamp(entry.since, tz=UTC),
-            )
+            Override(key=key, value=_shown(key, entry.value), since=datetime.fromtimestamp(entry.since, tz=UTC))
             for key, entry in sorted(self.entries.items())
         ]
 
@@ -132,7 +158,7 @@ def load(data: Any) -> tuple[Overrides, list[str]]:
     return overrides, problems
 
 
-def _checked(key: str, value: Any) -> str | float:
+def _checked(key: str, value: Any) -> Value:
     """The same rules as the commands that set them: a hand-edited file cannot smuggle in a bad value."""
     parts = key.split("/")
     setting = parts[-1]
@@ -140,13 +166,19 @@ def _checked(key: str, value: Any) -> str | float:
         commands.evse(parts[1])
     elif len(parts) == 3 and parts[0] == "vehicle" and setting == "priority":
         commands.vin(parts[1])
-    elif len(parts) != 1 or setting not in (MODE, CHARGE_NOW):
+    elif len(parts) != 1 or setting not in (MODE, CHARGE_NOW, SCHEDULES, SCHEDULES_ENABLED, VINS):
         raise ValueError("unknown override key")
-    checked: str | float | None
+    checked: Value | None
     if setting == MODE:
         checked = commands.mode(value)
     elif setting == "priority":
         checked = commands.priority(value)
+    elif setting == SCHEDULES:
+        checked = schedules.parse_schedules(value)
+    elif setting == SCHEDULES_ENABLED:
+        checked = commands.schedules_enabled(value)
+    elif setting == VINS:
+        checked, _warnings = commands.vin_lists(value)  # check digits were warned about when it was set
     else:
         checked = _timer_end(value)
     if checked is None:
@@ -170,8 +202,25 @@ def _is_timer(key: str) -> bool:
     return key.endswith(CHARGE_NOW)
 
 
-def _as_mode(value: str | float | None) -> Mode | None:
+def _as_mode(value: Value | None) -> Mode | None:
     return commands.mode(value) if value is not None else None
+
+
+def _number(value: Value) -> float:
+    if isinstance(value, tuple | VinLists | str):
+        raise TypeError(f"not a number: {value!r}")  # a key holding another kind of value: a programming error
+    return float(value)
+
+
+def _shown(key: str, value: Value) -> Any:
+    """An override's value as JSON, as `allocator/state` shows it and the state file keeps it."""
+    if _is_timer(key):
+        return iso_utc(_number(value))
+    if isinstance(value, tuple):
+        return [window.model_dump(mode="json") for window in value]
+    if isinstance(value, VinLists):
+        return value.as_json()
+    return value
 
 
 def _key_of(raw: Any) -> str:

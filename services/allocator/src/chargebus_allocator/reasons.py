@@ -35,8 +35,8 @@ def unplugged() -> str:
 
 def refused(point: ChargePoint) -> str:
     if point.vin is None:
-        return "refused: its car's VIN is unknown and unknown cars may not charge here."
-    return f"refused: VIN {point.vin} is not allowed to charge here."
+        return "refused: its car's VIN is unknown, and an unknown VIN is not authorised to charge here."
+    return f"refused: VIN {point.vin} is not authorised to charge here."
 
 
 def full(point: ChargePoint) -> str:

@@ -19,9 +19,9 @@ from typing import Any
 from chargebus.config import AllocatorServiceConfig
 from chargebus.ha import Discovery
 from chargebus.mqtt import Incoming, Service
-from chargebus.schema import CommandEnvelope
+from chargebus.schema import CommandEnvelope, PayloadError, decode_json, parse_command, transaction_of
 
-from chargebus_allocator import commands, overrides, statefile
+from chargebus_allocator import commands, overrides, schedules, statefile
 from chargebus_allocator.discovery import HaSync
 from chargebus_allocator.engine import Engine, Notice, Round
 
@@ -75,15 +75,22 @@ class Allocator:
         service.on_command(topics.filter("evse_mode_set"), self._on_evse_mode)
         service.on_command(topics.filter("evse_priority_set"), self._on_evse_priority)
         service.on_command(topics.filter("vehicle_priority_set"), self._on_vehicle_priority)
+        service.on_command(topics.filter("allocator_schedules_set"), self._on_schedules)
+        service.on_command(topics.filter("allocator_schedules_enabled_set"), self._on_schedules_enabled)
+        service.on_raw_command(topics.filter("allocator_vins_set"), self._on_vins)
+        service.on_message(topics.filter("status"), self._on_status)
         service.on_connect(self._on_connect)
         service.add_task("rounds", self._run_rounds)
-        for warning in self.config.allocator.warnings():
+        allocator = self.config.allocator
+        for warning in allocator.warnings():
             log.warning(f"service={SERVICE} event=config_warning warning={warning!r}")
-        if self.config.allocator.grid_meter is None:
+        if not self.engine.house.meter_names:
             log.warning(
-                f"service={SERVICE} event=config_warning warning='generation_meter/consumption_meter are not "
-                "supported yet: no grid reading, so solar modes see no surplus'"
+                f"service={SERVICE} event=config_warning warning='no grid_meter or generation_meter: solar modes "
+                "see no surplus'"
             )
+        if allocator.authorization == "open" and (allocator.allowed_vins or allocator.denied_vins):
+            log.warning(f"service={SERVICE} event=config_warning warning='authorization is open: VIN lists unused'")
 
     # -- inputs -------------------------------------------------------------------------------------------------
 
@@ -107,6 +114,14 @@ class Allocator:
         self._changed()
         for notice in notices:
             await self.service.report_error(notice.topic, notice.payload, notice.error)
+
+    async def _on_status(self, message: Incoming) -> None:
+        """A service's presence: a bridge that went offline takes its EVSEs offline with it."""
+        service = _topic_id(message, "service")
+        if self.engine.bridge_status(service, message.payload):
+            online = service not in self.engine.bridges_offline
+            log.info(f"service={SERVICE} event=bridge_{'online' if online else 'offline'} bridge={service}")
+            self._changed()
 
     async def _on_connect(self) -> None:
         notices, self.startup_notices = self.startup_notices, []
@@ -144,11 +159,39 @@ class Allocator:
             log.warning(f"service={SERVICE} event=vin_check_digit vin={vin}")
         await self._override(overrides.vehicle_key(vin, "priority"), value)
 
-    async def _override(self, key: str, value: str | float | None) -> None:
+    async def _on_schedules(self, message: Incoming, command: CommandEnvelope) -> None:
+        _check_size(message)
+        windows = schedules.parse_schedules(command.value)
+        shown = f"{len(windows)} windows" if windows is not None else None
+        await self._override(overrides.SCHEDULES, windows, shown=shown)
+
+    async def _on_schedules_enabled(self, message: Incoming, command: CommandEnvelope) -> None:
+        _check_size(message)
+        await self._override(overrides.SCHEDULES_ENABLED, commands.schedules_enabled(command.value))
+
+    async def _on_vins(self, message: Incoming) -> None:
+        """`{"allow": [...], "deny": [...]}` as the whole payload, or in the usual envelope, or `default`."""
+        _check_size(message)
+        command = _vins_command(message.payload)
+        try:
+            lists, warnings = commands.vin_lists(command.value)
+        except ValueError as exc:
+            raise PayloadError(str(exc), command.transaction) from None
+        for warning in warnings:
+            log.warning(f"service={SERVICE} event=vin_check_digit warning={warning!r}")
+        if lists is not None and self.config.allocator.authorization == "open":
+            log.warning(
+                f"service={SERVICE} event=vins_unused warning='authorization is open: the lists have no effect'"
+            )
+        shown = f"allow={len(lists.allow)} deny={len(lists.deny)}" if lists is not None else None
+        await self._override(overrides.VINS, lists, shown=shown)
+
+    async def _override(self, key: str, value: overrides.Value | None, *, shown: str | None = None) -> None:
         if not self.engine.overrides.put(key, value, self.clock.time()):
             log.info(f"service={SERVICE} event=override_unchanged key={key}")
             return
-        log.info(f"service={SERVICE} event=override key={key} value={'default' if value is None else value}")
+        text = "default" if value is None else shown or value
+        log.info(f"service={SERVICE} event=override key={key} value={text}")
         self._changed()
         await self._save_overrides()
 
@@ -230,6 +273,18 @@ class Allocator:
 
 def _topic_id(message: Incoming, name: str) -> str:
     return message.parsed.ids.get(name, "") if message.parsed is not None else ""
+
+
+def _vins_command(payload: bytes) -> CommandEnvelope:
+    """The lists may come bare (`{"allow": [...]}`, as contract §5 shows them) or as the envelope's value (§3)."""
+    try:
+        data = decode_json(payload)
+    except PayloadError:
+        data = None
+    if isinstance(data, dict) and "value" not in data and ("allow" in data or "deny" in data):
+        value = {key: item for key, item in data.items() if key != "transaction"}
+        return CommandEnvelope(value=value, transaction=transaction_of(data))
+    return parse_command(payload)
 
 
 def _check_size(message: Incoming) -> None:
