@@ -74,3 +74,17 @@ def test_demo_runs_and_stops_cleanly(tmp_path: Path) -> None:
     leftovers = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
     assert str(tmp_path / ".demo") not in leftovers
     assert (tmp_path / ".demo" / "chargebus.toml").exists()
+
+
+def test_every_installed_service_runs_as_the_module_chargebus_run_uses() -> None:
+    """`chargebus run` and the demo start `python -m <module>` from the entry point: each must get to argparse."""
+    from chargebus.cli import installed_services  # noqa: PLC0415 - the import is what is under test
+
+    services = installed_services()
+    assert set(services) == {"twc-bridge", "tesla-bridge", "allocator", "history"}
+    for name, module in services.items():
+        result = subprocess.run(
+            [sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert result.returncode == 0, f"{name}: {result.stderr}"
+        assert f"chargebus-{name}" in result.stdout

@@ -325,14 +325,14 @@ async def setup(service: Service, config: TwcBridgeConfig) -> None:
     build(service, config)
 
 
+def _owns_twc_evse(parsed: ParsedTopic) -> bool:
+    """A car's or a Gen3's max_current/set belongs to the tesla-bridge, which alone answers for it."""
+    return parsed.ids.get("evse_id", "").startswith("twc-")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     return run_service(NAME, TwcBridgeConfig, setup, argv)
 
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-def _owns_twc_evse(parsed: ParsedTopic) -> bool:
-    """A car's or a Gen3's max_current/set belongs to the tesla-bridge, which alone answers for it."""
-    return parsed.ids.get("evse_id", "").startswith("twc-")
