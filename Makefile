@@ -1,5 +1,5 @@
 # Thin wrappers: each target calls one script in scripts/.
-.PHONY: demo test check bench up
+.PHONY: demo test check bench up up-sim
 
 demo:
 	@scripts/demo
@@ -15,3 +15,7 @@ bench:
 
 up:
 	docker compose up -d
+
+# the whole stack on simulators, under its own compose project (never touches a real installation's volumes)
+up-sim:
+	docker compose --env-file docker/sim.env up -d --build
