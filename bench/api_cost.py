@@ -9,6 +9,10 @@ silent bus), TeslaMate's feed is applied to the bridge directly at TeslaMate's o
   c) a solar-following day on a mobile connector (1 phase, 16 A), a setpoint every 60 s from a simple solar
      allocator (start after 60 s of surplus ≥ 5 A, stop after 180 s below, 300 s minimum on/off), with and
      without TeslaMate                                               (goal: ≤ $0.30)
+  d) the same solar day with the car on a BLE command proxy (`transport = "ble_proxy"`), no TeslaMate: every
+     call goes over Bluetooth                                        (goal: $0.00; the `ble` calls are counted)
+     and once more with the car out of the proxy's range for an hour at midday, `ble_fallback = "fleet"`: what
+     the fallback costs (billed Fleet API calls during the outage)
 
 The baseline is the predecessor's habit (TWCManager): `vehicle_data` every 5 minutes while at home, plus a
 start/stop and an amps command whenever the offer changes (at most once a minute).
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -51,6 +56,7 @@ class Day:
     command: int
     wake: int
     energy_wh: float
+    ble: int = 0
 
     @property
     def usd(self) -> float:
@@ -83,11 +89,21 @@ class SolarAllocator:
         return max(MIN_AMPS * VOLTAGE, min(surplus, MAX_AMPS * VOLTAGE)), True
 
 
-async def simulate(*, teslamate: bool, solar: bool, command_min_interval_s: float = 60.0) -> Day:
+async def simulate(
+    *,
+    teslamate: bool,
+    solar: bool,
+    command_min_interval_s: float = 60.0,
+    ble: bool = False,
+    ble_outage_h: tuple[float, float] | None = None,
+) -> Day:
+    """One UTC day; `ble`: the car is behind a BLE proxy (out of its range from hour to hour of `ble_outage_h`,
+    then falling back to the Fleet API)."""
     clock = FakeClock(START)
     with tempfile.TemporaryDirectory() as tmp:
         state_dir = Path(tmp)
-        async with FakeFleetApi(clock=clock.time) as api:
+        # The proxy's seconds of latency take no real time here (the bridge's clock stands still meanwhile).
+        async with FakeFleetApi(clock=clock.time, ble_proxy=ble, ble_time_scale=1e6) as api:
             fake = api.add_car(
                 VIN,
                 state="asleep",
@@ -110,7 +126,10 @@ async def simulate(*, teslamate: bool, solar: bool, command_min_interval_s: floa
                     command_min_interval_s=command_min_interval_s,
                     vehicles=[
                         TeslaVehicleConfig(
-                            vin=VIN, teslamate_car_id=1, home=HomeLocation(lat=fake.latitude, lon=fake.longitude)
+                            vin=VIN,
+                            teslamate_car_id=1,
+                            home=HomeLocation(lat=fake.latitude, lon=fake.longitude),
+                            **(_ble_settings(api, fallback=ble_outage_h is not None) if ble else {}),
                         )
                     ],
                 ),
@@ -128,6 +147,9 @@ async def simulate(*, teslamate: bool, solar: bool, command_min_interval_s: floa
             next_setpoint = START
             while clock.time() < START + DAY - 1:
                 now = clock.time()
+                if ble_outage_h is not None:
+                    hour = (now - START) / 3600.0
+                    fake.ble_in_range = not ble_outage_h[0] <= hour < ble_outage_h[1]
                 if feed is not None:
                     feed(now)
                 if allocator is not None and now >= next_setpoint:
@@ -145,7 +167,17 @@ async def simulate(*, teslamate: bool, solar: bool, command_min_interval_s: floa
                     clock.advance(target - clock.time())
             await client.aclose()
             energy = api.car(VIN).charge_energy_added_wh
-            return Day(api.count("data") + api.count("state"), api.count("command"), api.count("wake"), energy)
+            billed = [call.category for call in api.billed()]  # the Fleet API's hosts; BLE calls are not billed
+            data = billed.count("data") + billed.count("state")
+            return Day(data, billed.count("command"), billed.count("wake"), energy, api.count(host="ble"))
+
+
+def _ble_settings(api: FakeFleetApi, *, fallback: bool) -> dict[str, object]:
+    return {
+        "transport": "ble_proxy",
+        "ble_proxy_url": api.ble_url,
+        "ble_fallback": "fleet" if fallback else "none",
+    }
 
 
 def _teslamate_feed(bridge: TeslaBridge, api: FakeFleetApi, clock: FakeClock) -> Callable[[float], None]:
@@ -216,12 +248,15 @@ def report(name: str, day: Day) -> None:
     print(f"{name}_calls_data {day.data} calls/day")
     print(f"{name}_calls_command {day.command} calls/day")
     print(f"{name}_calls_wake {day.wake} calls/day")
+    if day.ble:
+        print(f"{name}_calls_ble {day.ble} calls/day (not billed)")
     print(f"{name}_cost {day.usd:.3f} USD/day")
     if day.energy_wh:
         print(f"{name}_energy {day.energy_wh / 1000:.1f} kWh/day")
 
 
 async def main() -> None:
+    logging.getLogger("chargebus_tesla").setLevel(logging.ERROR)  # the outage's per-call warnings: not figures
     report("a_asleep_teslamate", await simulate(teslamate=True, solar=False))
     report("b_asleep_no_teslamate", await simulate(teslamate=False, solar=False))
     report("c_solar_mobile_connector_teslamate", await simulate(teslamate=True, solar=True))
@@ -229,6 +264,11 @@ async def main() -> None:
     report(
         "c_solar_mobile_connector_no_teslamate_interval300",
         await simulate(teslamate=False, solar=True, command_min_interval_s=300.0),
+    )
+    report("d_solar_mobile_connector_ble", await simulate(teslamate=False, solar=True, ble=True))
+    report(
+        "d_solar_mobile_connector_ble_1h_outage_fleet_fallback",
+        await simulate(teslamate=False, solar=True, ble=True, ble_outage_h=(12.0, 13.0)),
     )
     report("baseline_twcmanager_solar", baseline_solar_day())
 

@@ -172,6 +172,25 @@ def test_wall_connectors_are_checked_at_load(tmp_path: Path, entries: str, expec
     assert expected in "\n".join(problems(TeslaBridgeConfig, write(tmp_path, text)))  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("vehicle", "expected"),
+    [
+        ("transport = 'ble_proxy'\nble_proxy_url = '127.0.0.1:8080'", "http:// or https://"),
+        ("transport = 'ble_proxy'", "needs ble_proxy_url"),
+        ("transport = 'ble_proxy'\nble_proxy_url = 'http://127.0.0.1:8080'\nble_fallback = 'fleet'", "token_file"),
+    ],
+)
+def test_ble_proxy_cars_are_checked_at_load(tmp_path: Path, vehicle: str, expected: str) -> None:
+    text = f"[tesla]\n[[tesla.vehicles]]\nvin = '5YJ3E1EA8KF000001'\n{vehicle}\n"
+    assert expected in "\n".join(problems(TeslaBridgeConfig, write(tmp_path, text)))  # type: ignore[arg-type]
+
+
+def test_a_ble_car_without_fallback_needs_no_fleet_credentials(tmp_path: Path) -> None:
+    text = "[tesla]\n[[tesla.vehicles]]\nvin = '5YJ3E1EA8KF000001'\ntransport = 'ble_proxy'\n"
+    text += "ble_proxy_url = 'http://127.0.0.1:8080'\n"
+    assert load_config(TeslaBridgeConfig, write(tmp_path, text)).tesla.vehicles[0].uses_fleet_api is False
+
+
 def test_wall_connector_host_may_carry_a_port(tmp_path: Path) -> None:
     text = "[tesla]\n[[tesla.wall_connectors]]\nname = 'garage'\nhost = '192.168.1.50:8080'\nmax_current_a = 32\n"
     unit = load_config(TeslaBridgeConfig, write(tmp_path, text)).tesla.wall_connectors[0]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -198,3 +200,121 @@ async def test_every_call_is_recorded_by_category_and_host(sim: FakeFleetApi, ht
 async def test_unknown_vehicle_is_404(sim: FakeFleetApi, http: httpx.AsyncClient) -> None:
     status, body = await call(http, "GET", f"{sim.url}/api/1/vehicles/5YJ3E1EA8KF999999")
     assert (status, body["error"]) == (404, "not_found")
+
+
+# -- proxy mode: a BLE command proxy (TeslaBleHttpProxy) in front of the same cars ----------------------------------
+
+#: Simulated seconds per real second: the proxy's default 3 s latency takes 30 ms here.
+BLE_SCALE = 100.0
+
+
+@pytest.fixture
+async def ble(clock: FakeClock) -> AsyncIterator[FakeFleetApi]:
+    async with FakeFleetApi(clock=clock.time, ble_proxy=True, ble_time_scale=BLE_SCALE) as api:
+        api.add_car(VIN, state="online", charging_state="Stopped")
+        yield api
+
+
+async def ble_call(api: FakeFleetApi, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+    async with httpx.AsyncClient() as plain:  # no token: a BLE proxy holds the car's key itself
+        response = await plain.request(method, f"{api.ble_url}{path}", **kwargs)
+    return response.status_code, response.json()
+
+
+def test_no_ble_listener_unless_asked() -> None:
+    with pytest.raises(RuntimeError, match="start"):
+        _ = FakeFleetApi().ble_url
+
+
+async def test_ble_proxy_answers_in_its_own_envelope_without_a_token(ble: FakeFleetApi) -> None:
+    assert ble.ble_url not in (ble.url, ble.proxy_url)
+    status, body = await ble_call(
+        ble, "GET", f"/api/1/vehicles/{VIN}/vehicle_data", params={"endpoints": "charge_state"}
+    )
+    assert status == 200
+    envelope = body["response"]
+    assert (envelope["result"], envelope["vin"], envelope["command"]) == (True, VIN, "vehicle_data")
+    assert envelope["response"]["charge_state"]["charging_state"] == "Stopped"
+    status, body = await ble_call(
+        ble, "POST", f"/api/1/vehicles/{VIN}/command/set_charging_amps?wait=true", json={"charging_amps": "7"}
+    )
+    assert (status, body["response"]["result"]) == (200, True)
+    assert ble.car(VIN).charge_amps == 7  # numbers as strings, as the proxy's README sends them
+    assert [(c.host, c.category, c.bearer) for c in ble.calls] == [("ble", "data", None), ("ble", "command", None)]
+    assert ble.billed() == []
+
+
+async def test_ble_sleep_state_never_wakes_and_data_needs_an_awake_car(ble: FakeFleetApi, clock: FakeClock) -> None:
+    car = ble.cars[VIN]
+    car.state = "asleep"
+    path = f"/api/proxy/1/vehicles/{VIN}/body_controller_state"
+    status, body = await ble_call(ble, "GET", path)
+    assert status == 200
+    assert body["response"]["response"]["vehicleSleepStatus"] == "VEHICLE_SLEEP_STATUS_ASLEEP"
+    status, body = await ble_call(ble, "GET", f"/api/1/vehicles/{VIN}/vehicle_data")
+    assert (status, body["response"]["result"], body["response"]["reason"]) == (503, False, "vehicle is sleeping")
+    assert ble.car(VIN).state == "asleep"
+    # wake_up over BLE works without the car's cellular link, after the car's wake delay.
+    car.wakeable = False
+    status, _ = await ble_call(ble, "POST", f"/api/1/vehicles/{VIN}/command/wake_up?wait=true", json={})
+    assert status == 200
+    clock.advance(car.wake_delay_s)
+    _, body = await ble_call(ble, "GET", path)
+    assert body["response"]["response"]["vehicleSleepStatus"] == "VEHICLE_SLEEP_STATUS_AWAKE"
+    assert [c.category for c in ble.calls] == ["state", "data", "wake", "state"]
+
+
+async def test_ble_state_calls_do_not_keep_the_car_awake(ble: FakeFleetApi, clock: FakeClock) -> None:
+    clock.advance(SLEEP_AFTER_IDLE_S - 60)
+    await ble_call(ble, "GET", f"/api/proxy/1/vehicles/{VIN}/body_controller_state")
+    clock.advance(60)
+    assert ble.car(VIN).state == "asleep"
+
+
+async def test_a_ble_command_wakes_the_car_and_refusals_are_swallowed(ble: FakeFleetApi) -> None:
+    ble.cars[VIN].state = "asleep"
+    status, body = await ble_call(ble, "POST", f"/api/1/vehicles/{VIN}/command/charge_start", json={})
+    assert (status, body["response"]["result"]) == (200, True)
+    assert ble.car(VIN).charging_state == "Charging"
+    # The car refuses (it already charges), but TeslaBleHttpProxy only reports that it processed the command.
+    status, body = await ble_call(ble, "POST", f"/api/1/vehicles/{VIN}/command/charge_start", json={})
+    assert (status, body["response"]["result"]) == (200, True)
+    status, body = await ble_call(ble, "POST", f"/api/1/vehicles/{VIN}/command/honk_horn", json={})
+    assert (status, body["response"]["result"]) == (503, False)
+
+
+async def test_ble_not_in_range_is_503(ble: FakeFleetApi) -> None:
+    ble.cars[VIN].ble_in_range = False
+    for path in (f"/api/1/vehicles/{VIN}/vehicle_data", f"/api/proxy/1/vehicles/{VIN}/body_controller_state"):
+        status, body = await ble_call(ble, "GET", path)
+        assert status == 503
+        assert body["response"]["result"] is False
+        assert body["response"]["reason"].startswith("Vehicle is not in range")
+    status, _ = await ble_call(ble, "GET", "/api/1/vehicles/5YJ3E1EA8KF999999/vehicle_data")
+    assert status == 503  # an unknown car has no beacon either
+
+
+async def test_ble_latency_is_scalable_and_requests_queue_one_at_a_time(ble: FakeFleetApi) -> None:
+    ble.ble_latency_s = 5.0  # 50 ms each at this scale
+    path = f"/api/proxy/1/vehicles/{VIN}/body_controller_state"
+    started = time.monotonic()
+    results = await asyncio.gather(*(ble_call(ble, "GET", path) for _ in range(4)))
+    elapsed = time.monotonic() - started
+    assert [status for status, _ in results] == [200] * 4
+    assert elapsed >= 4 * 5.0 / BLE_SCALE * 0.9  # served one after the other
+    assert ble.ble_max_in_service == 1
+    assert ble.ble_max_queued == 4
+    ble.ble_time_scale = 1e6
+    started = time.monotonic()
+    await ble_call(ble, "GET", path)
+    assert time.monotonic() - started < 1.0
+
+
+async def test_faults_can_target_one_host(ble: FakeFleetApi) -> None:
+    ble.fail_next(503, host="ble")
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {ble.access_token}"}) as tesla:
+        status, _ = await call(tesla, "GET", f"{ble.url}/api/1/vehicles/{VIN}")
+    assert status == 200  # the fault waits for a BLE request
+    status, body = await ble_call(ble, "GET", f"/api/1/vehicles/{VIN}/vehicle_data")
+    assert status == 503
+    assert body["response"] is None

@@ -18,7 +18,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import aiomqtt
 import pytest
 from chargebus.broker import mosquitto_binary, mosquitto_broker
 from chargebus.clock import FakeClock, iso_utc
@@ -26,6 +28,7 @@ from chargebus.config import HomeLocation, MqttConfig, TeslaBridgeConfig, TeslaC
 from chargebus.mqtt import Service
 from chargebus.schema import EvseState, Usage, VehicleState, parse_payload
 from chargebus_sim.fleet_api import FakeFleetApi, RecordedCall
+from chargebus_sim.house import House
 from chargebus_sim.teslamate import CADENCE_S, TeslaMateSim
 from chargebus_tesla.bridge import TeslaBridge
 from chargebus_tesla.poll_policy import ASLEEP_STATE_POLL_S, QUIET_S, WAKE_MIN_INTERVAL_S, utc_day_start
@@ -42,6 +45,8 @@ START = utc_day_start(1_800_000_000.0) + 6 * HOUR  # 06:00 UTC: a whole simulate
 TOKEN_TAG = "-Zq7sEcReT9x"  # makes every issued token unmistakable in a scan
 #: TeslaMate's summaries every 5 simulated minutes instead of 30 s while asleep: the same freshness, fewer messages.
 TEST_CADENCE = {**CADENCE_S, "asleep": 300.0, "offline": 300.0, "online": 60.0, "charging": 60.0}
+#: The fake BLE proxy's 3 s per request take 3 ms of real time (the bridge's clock stands still meanwhile).
+BLE_TIME_SCALE = 1000.0
 
 
 @pytest.fixture(autouse=True)
@@ -123,7 +128,13 @@ class Harness:
     # -- inputs ------------------------------------------------------------------------------------------------
 
     async def setpoint(
-        self, power_w: float | None, *, charge: bool | None, ttl_s: float = 600.0, voltage_v: float = 230
+        self,
+        power_w: float | None,
+        *,
+        charge: bool | None,
+        ttl_s: float = 600.0,
+        voltage_v: float = 230,
+        publisher: aiomqtt.Client | None = None,
     ) -> None:
         car = self.bridge.cars[VIN]
         before = car.setpoints_received
@@ -137,8 +148,16 @@ class Harness:
             "expires_at": iso_utc(self.clock.time() + ttl_s),
             "reason": "test",
         }
-        await self.bus.publish(self.setpoint_topic, json.dumps(payload), retain=True)
-        await self.bus.wait_for(lambda: car.setpoints_received > before, what="the bridge to take the setpoint")
+        if publisher is None:
+            await self.bus.publish(self.setpoint_topic, json.dumps(payload), retain=True)
+        else:
+            await publisher.publish(self.setpoint_topic, json.dumps(payload), qos=1, retain=True)
+        # Polled every millisecond (the recorder's wait_for wakes on its own messages only, else every 0.1 s).
+        deadline = asyncio.get_running_loop().time() + 10.0
+        while car.setpoints_received <= before:
+            if asyncio.get_running_loop().time() > deadline:
+                pytest.fail("the bridge did not take the setpoint within 10 s")
+            await asyncio.sleep(0.001)
 
     async def command(self, topic: str, payload: str) -> None:
         await self.bus.publish(f"{self.prefix}/{topic}", payload)
@@ -153,7 +172,14 @@ class Harness:
         ]
 
     def billed(self) -> list[RecordedCall]:
-        return [call for call in self.api.calls if call.category != "token"]
+        """Requests that reached "Tesla" (not the BLE proxy), token requests aside."""
+        return self.api.billed()
+
+    def ble_calls(self, category: str | None = None) -> list[RecordedCall]:
+        return [c for c in self.api.calls if c.host == "ble" and (category is None or c.category == category)]
+
+    def usage(self) -> Usage:
+        return parse_payload(Usage, self.bus.last(f"{self.prefix}/tesla-bridge/usage").payload)  # type: ignore[union-attr]
 
     async def evse(self, predicate: Callable[[EvseState], bool] = lambda _e: True, what: str = "state") -> EvseState:
         def found() -> EvseState | None:
@@ -212,6 +238,17 @@ def config_for(
     )
 
 
+def nodelay_client(url: str) -> aiomqtt.Client:
+    """An MQTT client with TCP_NODELAY, for tests that publish a message a simulated minute: with Nagle on, each
+    publish waits for the broker's delayed ACK of the previous one (~40 ms)."""
+    parts = urlsplit(url)
+    return aiomqtt.Client(
+        parts.hostname or "127.0.0.1",
+        parts.port or 1883,
+        socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
+    )
+
+
 class NoDelayService(Service):
     """The runtime with TCP_NODELAY, for the same reason as `fast_broker` on the other side of the socket: a
     publish right after our PUBACK would wait for the broker's delayed ACK. Behaviour is otherwise identical."""
@@ -265,14 +302,18 @@ def make_harness(fast_broker: str, prefix: str, tmp_path: Path) -> Callable[...,
         car: dict[str, Any] | None = None,
         seed_teslamate: dict[str, Any] | None = None,
         follow: bool = True,
+        ble: bool = False,
     ) -> AsyncIterator[Harness]:
         clock = FakeClock(START)
         state_dir = tmp_path / "state"
         state_dir.mkdir(exist_ok=True)
-        async with FakeFleetApi(clock=clock.time, token_tag=TOKEN_TAG) as api:
+        fake = FakeFleetApi(clock=clock.time, token_tag=TOKEN_TAG, ble_proxy=ble, ble_time_scale=BLE_TIME_SCALE)
+        async with fake as api:
             api.add_car(VIN, **(car_state or {}))
             token_file = state_dir / "tesla-token.json"
             token_file.write_text(json.dumps(api.token_file_content()))
+            if ble:
+                car = {"transport": "ble_proxy", "ble_proxy_url": api.ble_url} | (car or {})
             config = config_for(fast_broker, prefix, state_dir, api, teslamate=teslamate, tesla=tesla, car=car)
             tm = TeslaMateSim(fast_broker, f"{prefix}/teslamate", clock=clock.time, cadence=TEST_CADENCE)
             async with (
@@ -842,3 +883,144 @@ async def test_teslamate_sim_publishes_real_field_names_retained_with_null_as_em
             assert late.last(f"{topic}charging_state").retain  # type: ignore[union-attr]
             await asyncio.sleep(0.2)
             assert late.last(f"{topic}healthy") is None  # never retained
+
+
+# -- BLE command proxy: not billed, a breaker for its outages, the Fleet API as an optional fallback ------------------
+
+
+class SolarFollower:
+    """A small stand-in for the allocator's solar mode for one 1-phase 16 A car: start after 60 s of surplus above
+    the car's minimum, stop after 180 s below it, follow the surplus in between."""
+
+    def __init__(self) -> None:
+        self.house = House()
+        self.charging = False
+        self.condition_since: float | None = None
+
+    def setpoint(self, now: float) -> tuple[float, bool]:
+        hour = (now - utc_day_start(now)) / HOUR
+        surplus = self.house.pv_w(hour) - self.house.house_w(hour) - 100.0
+        enough = surplus >= 5 * 230
+        if enough == self.charging:
+            self.condition_since = None
+        else:
+            self.condition_since = now if self.condition_since is None else self.condition_since
+            if now - self.condition_since >= (60.0 if enough else 180.0):
+                self.charging, self.condition_since = enough, None
+        if not self.charging:
+            return 0.0, False
+        return max(5 * 230.0, min(surplus, 16 * 230.0)), True
+
+
+async def test_a_solar_day_on_ble_makes_no_billed_call(make_harness: HarnessFactory) -> None:
+    car_state = {"state": "asleep", "charging_state": "Stopped", "battery_level": 20.0, "charge_limit_soc": 90}
+    async with (
+        make_harness(teslamate=False, ble=True, car_state=car_state, tesla={"max_wakes_per_day": 3}) as h,
+        nodelay_client(h.bus.url) as publisher,
+    ):
+        seed_parked_at_home(h)
+        follower = SolarFollower()
+        while h.clock.time() < START + 15 * HOUR:  # 06:00 to 21:00 UTC, a setpoint a minute
+            power_w, charge = follower.setpoint(h.clock.time())
+            await h.setpoint(power_w, charge=charge, ttl_s=180, publisher=publisher)
+            await h.run_for(60, max_step=60)
+        # Woken, started, followed and stopped over Bluetooth: nothing reached Tesla, not even a token request.
+        assert h.billed() == []
+        assert h.api.count("token") == 0
+        assert h.api.car(VIN).charge_energy_added_wh > 10_000
+        assert len(h.ble_calls("wake")) >= 1
+        commands = [c.path.rsplit("/", 1)[-1] for c in h.ble_calls("command")]
+        assert "charge_start" in commands
+        assert "charge_stop" in commands
+        assert commands.count("set_charging_amps") >= 10
+        assert h.api.ble_max_queued == 1  # one request at a time
+        usage = h.usage()
+        calls = usage.cars[0]
+        assert (calls.data, calls.command, calls.wake, calls.billed_usd) == (0, 0, 0, 0.0)
+        assert calls.ble == len(h.ble_calls())
+        vehicle = await h.vehicle(lambda v: v.source == "ble_proxy")
+        assert vehicle.soc_pct is not None
+        assert vehicle.soc_pct > 20
+        evse = await h.evse(lambda e: e.source == "ble_proxy")
+        assert evse.controllable
+        assert h.errors() == []
+        sensor = h.bus.last(f"homeassistant/sensor/chargebus/tesla_{VIN.lower()}_ble_calls_today/config")
+        assert sensor is not None
+        assert "c.ble" in sensor.json()["value_template"]
+
+
+OUTAGE_CAR = {"ble_breaker_failures": 3, "ble_breaker_open_s": 600}
+CHARGING = {"state": "online", "charging_state": "Charging", "charge_amps": 16}
+
+
+async def test_a_ble_outage_falls_back_to_the_fleet_api_billed_and_is_reported_once(
+    make_harness: HarnessFactory,
+) -> None:
+    car = OUTAGE_CAR | {"ble_fallback": "fleet"}
+    async with make_harness(teslamate=False, ble=True, car_state=CHARGING, car=car) as h:
+        await h.setpoint(10 * 230, charge=True, ttl_s=3 * HOUR)
+        await h.run_for(10 * 60, max_step=60)
+        assert h.api.car(VIN).charge_amps == 10
+        assert h.billed() == []
+        # The car drives out of the proxy's range while charging goes on: 30 minutes of outage.
+        h.api.cars[VIN].ble_in_range = False
+        outage_start = h.clock.time()
+        await h.run_for(10 * 60, max_step=60)
+        await h.setpoint(8 * 230, charge=True, ttl_s=3 * HOUR)
+        await h.run_for(20 * 60, max_step=60)
+        assert h.api.car(VIN).charge_amps == 8  # followed through the Fleet API
+        billed = h.billed()
+        assert billed, "the fallback should have called the Fleet API"
+        assert {c.host for c in billed} <= {"fleet", "proxy"}
+        assert any(c.category == "command" and c.path.endswith("set_charging_amps") for c in billed)
+        usage = h.usage().cars[0]
+        assert usage.data + usage.command == len(billed)
+        assert usage.billed_usd > 0
+        # BLE is tried again once per pause, not on every call.
+        ble_during = [c for c in h.ble_calls() if c.at >= outage_start]
+        assert len(ble_during) <= 3 + (30 * 60) // 600 + 1
+        evse = await h.evse(lambda e: e.source == "fleet_api" and "BLE proxy" in (e.status_text or ""))
+        assert evse.online  # the Fleet API stands in
+        errors = h.errors()
+        assert len(errors) == 1, errors
+        assert "BLE proxy" in errors[0]["error"]
+        assert "Fleet API (billed)" in errors[0]["error"]
+        assert errors[0]["topic"] == h.evse_topic
+        # Back in range: the next trial closes the breaker and the Fleet API is no longer called.
+        h.api.cars[VIN].ble_in_range = True
+        await h.run_for(15 * 60, max_step=60)
+        settled = len(h.billed())
+        await h.setpoint(12 * 230, charge=True, ttl_s=3 * HOUR)
+        await h.run_for(30 * 60, max_step=60)
+        assert len(h.billed()) == settled
+        assert h.api.car(VIN).charge_amps == 12
+        await h.evse(lambda e: e.source == "ble_proxy" and "BLE proxy" not in (e.status_text or ""))
+        assert len(h.errors()) == 1
+
+
+async def test_a_ble_outage_without_fallback_never_calls_tesla(make_harness: HarnessFactory) -> None:
+    async with make_harness(teslamate=False, ble=True, car_state=CHARGING, car=OUTAGE_CAR) as h:
+        await h.setpoint(10 * 230, charge=True, ttl_s=3 * HOUR)
+        await h.run_for(10 * 60, max_step=60)
+        h.api.cars[VIN].ble_in_range = False
+        await h.run_for(10 * 60, max_step=60)
+        await h.setpoint(0, charge=False, ttl_s=3 * HOUR)  # a stop the car cannot be told yet
+        await h.run_for(40 * 60, max_step=60)
+        assert h.api.calls, "BLE calls were made"
+        assert h.billed() == []
+        assert h.api.count("token") == 0
+        assert h.api.car(VIN).charging_state == "Charging"
+        evse = await h.evse(lambda e: not e.online and "not reached" in (e.status_text or ""))
+        assert evse.controllable
+        errors = h.errors()
+        assert len(errors) == 1, errors
+        assert 'ble_fallback = "none"' in errors[0]["error"]
+        usage = h.usage().cars[0]
+        assert (usage.data, usage.command, usage.wake, usage.billed_usd) == (0, 0, 0, 0.0)
+        # Back in range: the stop goes out over BLE within one pause, and the EVSE is reachable again.
+        h.api.cars[VIN].ble_in_range = True
+        await h.run_for(11 * 60, max_step=60)
+        assert h.api.car(VIN).charging_state == "Stopped"
+        assert h.billed() == []
+        await h.evse(lambda e: e.online and e.source == "ble_proxy")
+        assert len(h.errors()) == 1

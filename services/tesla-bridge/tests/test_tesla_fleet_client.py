@@ -18,7 +18,6 @@ from chargebus_tesla.errors import (
     FleetUnavailable,
     RateLimited,
     RegionMismatch,
-    RequestRejected,
     VehicleAsleep,
 )
 from chargebus_tesla.fleet import RATE_LIMIT_FILE, FleetClient, fleet_client_from_config
@@ -84,21 +83,6 @@ async def test_unsigned_command_to_the_fleet_host_is_a_clear_error(
     await wake(sim, clock, client)
     with pytest.raises(CommandProtocolRequired, match="command_base"):
         await client.charge_start(VIN)
-
-
-async def test_ble_proxy_calls_carry_no_token_and_are_not_billed(
-    sim: FakeFleetApi, clock: FakeClock, make_client: ClientFactory
-) -> None:
-    # The fake proxy wants a bearer like Tesla: a real BLE proxy ignores it. Here we only check the routing.
-    client = make_client(ble_proxy_urls={VIN: sim.proxy_url})
-    with pytest.raises(RequestRejected):
-        await client.vehicle_state(VIN)
-    assert sim.calls[-1].host == "proxy"
-    assert sim.calls[-1].bearer is None
-    assert sim.count("token") == 0
-    _, cars = client.counter.snapshot(clock.time())
-    assert cars[VIN].ble == 1
-    assert cars[VIN].billed_usd == 0
 
 
 async def test_calls_are_counted_by_category_and_priced(
@@ -342,5 +326,10 @@ async def test_client_from_config_routes_ble_cars_and_keeps_state_in_state_dir(
         with pytest.raises(RateLimited):
             await client.vehicle_state(VIN)
         assert (tmp_path / RATE_LIMIT_FILE).exists()
-        assert client._route(ble_vin, Category.DATA).category is Category.BLE
+        # Tesla's 429 concerns the Fleet API car only: the BLE car's proxy is not Tesla.
+        assert client.rate_limited_until_for(VIN) == pytest.approx(clock.time() + 60)
+        assert client.rate_limited_until_for(ble_vin) is None
+        assert client.uses_fleet(VIN)
+        assert not client.uses_fleet(ble_vin)
+        assert client.via(ble_vin) == "ble_proxy"
         assert client.counter.snapshot(clock.time())[1][VIN].billed_usd == pytest.approx(0.01)

@@ -12,10 +12,13 @@ value to quietly reduce.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import stat
 import sys
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -36,6 +39,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from chargebus.schema import EVSE_ID_PATTERN, VIN_PATTERN, Mode
 from chargebus.topics import DEFAULT_PREFIX, validate_prefix
+
+log = logging.getLogger("chargebus.config")
 
 CONFIG_ENV = "CHARGEBUS_CONFIG"
 DEFAULT_CONFIG_FILE = "chargebus.toml"
@@ -215,12 +220,30 @@ class TeslaVehicleConfig(Section):
     voltage_v: Annotated[float, Field(ge=90, le=260)] = 230
     transport: Literal["fleet", "ble_proxy"] = "fleet"
     ble_proxy_url: OptionalStr = None
+    # BLE proxy cars only: per-call timeout, the circuit breaker (this many failed calls in a row pause BLE calls
+    # for ble_breaker_open_s, then one is tried), and what happens meanwhile ("fleet": the Fleet API, billed).
+    ble_timeout_s: Annotated[float, Field(gt=0, le=300)] = 30
+    ble_breaker_failures: Annotated[int, Field(ge=1, le=100)] = 3
+    ble_breaker_open_s: Annotated[float, Field(gt=0, le=86_400)] = 300
+    ble_fallback: Literal["none", "fleet"] = "none"
+
+    @field_validator("ble_proxy_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in {"http", "https"}:
+            raise ValueError("must be an http:// or https:// URL (e.g. http://127.0.0.1:8080)")
+        return value
 
     @model_validator(mode="after")
     def _proxy_url(self) -> Self:
         if self.transport == "ble_proxy" and not self.ble_proxy_url:
             raise ValueError('transport "ble_proxy" needs ble_proxy_url')
         return self
+
+    @property
+    def uses_fleet_api(self) -> bool:
+        """Whether this car may call the Fleet API: on that transport, or as the BLE proxy's fallback."""
+        return self.transport == "fleet" or self.ble_fallback == "fleet"
 
 
 class WallConnectorConfig(Section):
@@ -288,8 +311,8 @@ class TeslaConfig(Section):
                     f"vehicle {vehicle.vin} names wall_connector {vehicle.wall_connector!r}, "
                     "which no [[tesla.wall_connectors]] entry defines"
                 )
-        if any(v.transport == "fleet" for v in self.vehicles) and (not self.client_id or self.token_file is None):
-            raise ValueError("vehicles on the Fleet API need client_id and token_file")
+        if any(v.uses_fleet_api for v in self.vehicles) and (not self.client_id or self.token_file is None):
+            raise ValueError('vehicles on the Fleet API (or with ble_fallback = "fleet") need client_id and token_file')
         return self
 
 
@@ -617,6 +640,83 @@ def _describe(error: ValidationError) -> list[str]:
     return lines
 
 
+_SECRET_WORDS = ("password", "secret", "token")
+#: Files already warned about in this process: one warning each, however often the config is read.
+_warned_readable: set[Path] = set()
+
+
+def _leaves(table: dict[str, Any], where: str = "") -> Iterator[tuple[str, str, Any]]:
+    """(dotted key, key, value) of every scalar in a TOML tree, arrays of tables included."""
+    for key, value in table.items():
+        dotted = f"{where}{key}"
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{dotted}.")
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                if isinstance(item, dict):
+                    yield from _leaves(item, f"{dotted}.{index}.")
+        else:
+            yield dotted, key.lower(), value
+
+
+def _has_password(url: str) -> bool:
+    try:
+        return urlsplit(url).password is not None
+    except ValueError:
+        return False
+
+
+def _secret_keys(raw: dict[str, Any]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Dotted keys holding a secret value, and (key, path) of the files named as holding one (`*password_file`,
+    `token_file`). A URL counts when it carries a password (`mqtt://u:p@host`)."""
+    keys: list[str] = []
+    files: list[tuple[str, str]] = []
+    for dotted, key, value in _leaves(raw):
+        if not isinstance(value, str) or not value:
+            continue
+        if key.endswith("url"):
+            if _has_password(value):
+                keys.append(dotted)
+        elif any(word in key for word in _SECRET_WORDS):
+            if key.endswith("_file"):
+                files.append((dotted, value))
+            else:
+                keys.append(dotted)
+    return keys, files
+
+
+def _readable_by_others(path: Path) -> bool:
+    try:
+        return bool(path.stat().st_mode & stat.S_IROTH)
+    except OSError:
+        return False
+
+
+def warn_if_secrets_readable(config_path: Path, raw: dict[str, Any]) -> list[str]:
+    """Warn (once per file) when the config file holds a secret, or names a secret file, that other users of the
+    machine can read. Returns the warnings given now (for tests)."""
+    keys, files = _secret_keys(raw)
+    found: list[tuple[Path, str]] = []
+    if keys and _readable_by_others(config_path):
+        found.append((config_path, f"holds secrets ({', '.join(keys)})"))
+    for key, name in files:
+        secret_file = Path(name)
+        if _readable_by_others(secret_file):
+            found.append((secret_file, f"is a secret file (named by {key} in {config_path})"))
+    warnings = []
+    for path, why in found:
+        if path.absolute() in _warned_readable:
+            continue
+        _warned_readable.add(path.absolute())
+        line = (
+            f"config: warning: file={path} {why} and can be read by every user of this machine "
+            f"(mode {stat.S_IMODE(path.stat().st_mode):04o}); fix: chmod 600 {path}"
+        )
+        log.warning(line)
+        warnings.append(line)
+    return warnings
+
+
 def load_config(
     config_cls: type[ConfigT],
     path: str | Path | None = None,
@@ -624,6 +724,7 @@ def load_config(
     """Read and validate the sections `config_cls` needs. Raises ConfigError with one line per problem."""
     config_path, required = resolve_config_path(path)
     raw = _read_toml(config_path, required)
+    warn_if_secrets_readable(config_path, raw)
     unknown = sorted(set(raw) - KNOWN_TOP_LEVEL)
     problems = [
         f"config: {key}: unknown section or key (known: {', '.join(sorted(KNOWN_TOP_LEVEL))})" for key in unknown

@@ -8,6 +8,12 @@ client did. Faults are injected with `fail_next()` (5xx, 429 + Retry-After, 421 
 Two listeners share one state: `url` is the Fleet API data host (which refuses unsigned commands, like Tesla
 does for modern cars) and `proxy_url` is the command proxy, which accepts commands. Time comes from an injectable
 clock so simulated days can run fast.
+
+With `ble_proxy=True` a third listener, `ble_url`, plays a BLE command proxy (TeslaBleHttpProxy) in front of the
+same cars: no token, the proxy's own answer envelope, `ble_latency_s` simulated seconds per request (waited as
+`ble_latency_s / ble_time_scale` real seconds, so tests can shrink it), one request at a time (the others queue,
+as on the real proxy's single Bluetooth connection), and "Vehicle is not in range" (HTTP 503) for a car whose
+`ble_in_range` is false.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from typing import Any, Literal, Self
 from aiohttp import web
 
 CarState = Literal["online", "asleep", "offline"]
-Host = Literal["fleet", "proxy"]
+Host = Literal["fleet", "proxy", "ble"]
 
 #: A car falls asleep after this long without a data call, command or other activity (Tesla: ~15 min).
 SLEEP_AFTER_IDLE_S = 900.0
@@ -32,8 +38,15 @@ SLEEP_AFTER_IDLE_S = 900.0
 WAKE_DELAY_S = 10.0
 #: Tesla's access tokens live 8 h.
 ACCESS_TOKEN_LIFETIME_S = 28_800
+#: Simulated seconds a BLE proxy takes per request (scan, connect, session, the call itself).
+BLE_LATENCY_S = 3.0
 _LOW_AMPS = 5
 _ASLEEP_ERROR = "vehicle unavailable: vehicle is offline or asleep"
+_BLE_NOT_IN_RANGE = "Vehicle is not in range: context deadline exceeded"
+_BLE_SLEEPING = "vehicle is sleeping"
+_BLE_DONE = "The command was successfully processed."
+#: The BLE proxy's paths: the Fleet API's for data, commands and wake_up, plus its own sleep-state call.
+_BLE_STATE_COMMAND = "body_controller_state"
 
 
 @dataclass
@@ -57,6 +70,8 @@ class FakeCar:
     wake_delay_s: float = WAKE_DELAY_S
     #: False models a car without connectivity (garage without signal): wake_up is accepted but never works
     wakeable: bool = True
+    #: False: the BLE proxy cannot see the car (driven away, adapter too far): "Vehicle is not in range"
+    ble_in_range: bool = True
     sleep_after_idle_s: float = SLEEP_AFTER_IDLE_S
     last_activity_at: float = 0.0
     wake_at: float | None = None
@@ -119,6 +134,7 @@ class _Fault:
     category: str | None
     retry_after: str | None
     alt_svc: str | None
+    host: Host | None = None
 
 
 class FakeFleetApi:
@@ -132,6 +148,9 @@ class FakeFleetApi:
         access_token_lifetime_s: int = ACCESS_TOKEN_LIFETIME_S,
         proxy_ssl: ssl.SSLContext | None = None,
         token_tag: str = "",
+        ble_proxy: bool = False,
+        ble_latency_s: float = BLE_LATENCY_S,
+        ble_time_scale: float = 1.0,
     ) -> None:
         self._clock = clock
         #: appended to every issued token, so a test can scan logs and MQTT traffic for unmistakable secrets
@@ -151,11 +170,21 @@ class FakeFleetApi:
         self.token_delay_s = 0.0
         self._runners: list[web.AppRunner] = []
         self._ports: dict[Host, int] = {}
+        self._hosts: tuple[Host, ...] = ("fleet", "proxy", "ble") if ble_proxy else ("fleet", "proxy")
+        #: BLE proxy: simulated seconds per request, and how many simulated seconds pass per real second
+        self.ble_latency_s = ble_latency_s
+        self.ble_time_scale = ble_time_scale
+        #: BLE proxy: the most requests it held at once (queued + in service), and the most in service at once
+        self.ble_max_queued = 0
+        self.ble_max_in_service = 0
+        self._ble_lock = asyncio.Lock()
+        self._ble_queued = 0
+        self._ble_in_service = 0
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        for host in ("fleet", "proxy"):
+        for host in self._hosts:
             runner = web.AppRunner(self._app(host))
             await runner.setup()
             listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -186,6 +215,11 @@ class FakeFleetApi:
     def proxy_url(self) -> str:
         scheme = "https" if self._proxy_ssl is not None else "http"
         return f"{scheme}://127.0.0.1:{self._port('proxy')}"
+
+    @property
+    def ble_url(self) -> str:
+        """The BLE command proxy (only with `ble_proxy=True`)."""
+        return f"http://127.0.0.1:{self._port('ble')}"
 
     @property
     def token_url(self) -> str:
@@ -229,9 +263,10 @@ class FakeFleetApi:
         category: str | None = None,
         retry_after: str | None = None,
         alt_svc: str | None = None,
+        host: Host | None = None,
     ) -> None:
-        """Answer the next `times` requests (of `category`, if given) with `status` instead of serving them."""
-        self._faults.append(_Fault(status, times, category, retry_after, alt_svc))
+        """Answer the next `times` requests (of `category`, to `host`, if given) with `status` instead."""
+        self._faults.append(_Fault(status, times, category, retry_after, alt_svc, host))
 
     def on_request(self, observer: Callable[[RecordedCall], None]) -> None:
         """Call `observer` with each recorded request, before its answer leaves the server."""
@@ -246,6 +281,10 @@ class FakeFleetApi:
             and (host is None or call.host == host)
         )
 
+    def billed(self) -> list[RecordedCall]:
+        """The requests that reached "Tesla" (data host or signing proxy), token requests aside: what is billed."""
+        return [call for call in self.calls if call.host != "ble" and call.category != "token"]
+
     # -- HTTP ---------------------------------------------------------------------------------------------------
 
     def _app(self, host: Host) -> web.Application:
@@ -257,6 +296,13 @@ class FakeFleetApi:
 
             return handle
 
+        if host == "ble":
+            app.router.add_get(f"/api/proxy/1/vehicles/{{vin}}/{_BLE_STATE_COMMAND}", route("state"))
+            app.router.add_route("*", "/api/1/vehicles/{vin}/vehicle_data", route("data"))
+            app.router.add_post("/api/1/vehicles/{vin}/wake_up", route("wake"))
+            app.router.add_post("/api/1/vehicles/{vin}/command/wake_up", route("wake"))
+            app.router.add_post("/api/1/vehicles/{vin}/command/{name}", route("command"))
+            return app
         app.router.add_get("/api/1/vehicles", route("list"))
         app.router.add_get("/api/1/vehicles/{vin}", route("state"))
         app.router.add_get("/api/1/vehicles/{vin}/vehicle_data", route("data"))
@@ -276,7 +322,7 @@ class FakeFleetApi:
             body=await _read_body(request),
             bearer=_bearer(request),
         )
-        response = await self._serve(incoming)
+        response = await (self._serve_ble(incoming) if host == "ble" else self._serve(incoming))
         call = RecordedCall(
             at=self._clock(),
             host=host,
@@ -295,7 +341,7 @@ class FakeFleetApi:
         return response
 
     async def _serve(self, incoming: _Incoming) -> web.Response:
-        fault = self._take_fault(incoming.category)
+        fault = self._take_fault(incoming.category, incoming.host)
         if fault is not None:
             return _fault_response(fault)
         if incoming.category == "token":
@@ -328,12 +374,85 @@ class FakeFleetApi:
             return _envelope(None, 403, error="Tesla Vehicle Command Protocol required")
         return self._command(car, incoming.command, incoming.body)
 
-    def _take_fault(self, category: str) -> _Fault | None:
+    def _take_fault(self, category: str, host: Host) -> _Fault | None:
         for fault in self._faults:
-            if fault.remaining > 0 and (fault.category is None or fault.category == category):
+            if (
+                fault.remaining > 0
+                and (fault.category is None or fault.category == category)
+                and (fault.host is None or fault.host == host)
+            ):
                 fault.remaining -= 1
                 return fault
         return None
+
+    # -- the BLE proxy -------------------------------------------------------------------------------------------
+
+    async def _serve_ble(self, incoming: _Incoming) -> web.Response:
+        """One request at a time, each taking `ble_latency_s`; the others wait their turn."""
+        self._ble_queued += 1
+        self.ble_max_queued = max(self.ble_max_queued, self._ble_queued)
+        try:
+            async with self._ble_lock:
+                self._ble_in_service += 1
+                self.ble_max_in_service = max(self.ble_max_in_service, self._ble_in_service)
+                try:
+                    if self.ble_latency_s > 0:
+                        await asyncio.sleep(self.ble_latency_s / self.ble_time_scale)
+                    fault = self._take_fault(incoming.category, "ble")
+                    if fault is not None:
+                        return _fault_response(fault)
+                    return self._ble_answer(incoming)
+                finally:
+                    self._ble_in_service -= 1
+        finally:
+            self._ble_queued -= 1
+
+    def _ble_answer(self, incoming: _Incoming) -> web.Response:
+        vin = incoming.vin or ""
+        name = incoming.command or {"state": _BLE_STATE_COMMAND, "data": "vehicle_data"}.get(
+            incoming.category, "wake_up"
+        )
+        car = self.cars.get(vin)
+        if car is None or not car.ble_in_range:
+            # The proxy scans for the car's beacon (its VIN) and gives up: the same for an unknown car.
+            return _ble_envelope(vin, name, result=False, reason=_BLE_NOT_IN_RANGE)
+        now = self._clock()
+        self._advance(car, now)
+        if incoming.category == "state":
+            # Read from the car's security controller over BLE: never wakes it, never resets its sleep timer.
+            return _ble_envelope(vin, name, data=_body_controller_state(car))
+        if incoming.category == "wake":
+            # Over BLE the car wakes without its cellular link (`wakeable` does not matter).
+            if car.state != "online" and car.wake_at is None:
+                car.wake_at = now + car.wake_delay_s
+            return _ble_envelope(vin, name, reason=_BLE_DONE)
+        if incoming.category == "data":
+            if car.state != "online":
+                return _ble_envelope(vin, name, result=False, reason=_BLE_SLEEPING)
+            car.last_activity_at = now
+            return _ble_envelope(
+                vin, name, reason=_BLE_DONE, data=self._vehicle_data(car, incoming.query.get("endpoints"))
+            )
+        return self._ble_command(car, name, incoming.body, now)
+
+    @staticmethod
+    def _ble_command(car: FakeCar, name: str, body: Any, now: float) -> web.Response:
+        """A command: the proxy wakes the car first (and waits for it), then sends it."""
+        arguments = body if isinstance(body, dict) else {}
+        actions: dict[str, Callable[[], str | None]] = {
+            "charge_start": lambda: _charge_start(car),
+            "charge_stop": lambda: _charge_stop(car),
+            "set_charging_amps": lambda: _set_charging_amps(car, _int_or_none(arguments.get("charging_amps"))),
+            "set_charge_limit": lambda: _set_charge_limit(car, _int_or_none(arguments.get("percent"))),
+        }
+        action = actions.get(name)
+        if action is None:
+            return _ble_envelope(car.vin, name, result=False, reason=f"Unrecognized command: {name}")
+        car.state, car.wake_at, car.last_activity_at = "online", None, now
+        action()
+        # Like TeslaBleHttpProxy, a refusal by the car (is_charging, not_charging …) is not passed on: it answers
+        # that the command was processed.
+        return _ble_envelope(car.vin, name, reason=_BLE_DONE)
 
     def _token(self, form: Any) -> web.Response:
         form = form if isinstance(form, dict) else {}
@@ -495,6 +614,30 @@ def _set_charge_limit(car: FakeCar, percent: Any) -> str | None:
         return "already_set"
     car.charge_limit_soc = percent
     return None
+
+
+def _body_controller_state(car: FakeCar) -> dict[str, str]:
+    sleep = "VEHICLE_SLEEP_STATUS_AWAKE" if car.state == "online" else "VEHICLE_SLEEP_STATUS_ASLEEP"
+    return {
+        "vehicleLockState": "VEHICLELOCKSTATE_LOCKED",
+        "vehicleSleepStatus": sleep,
+        "userPresence": "VEHICLE_USER_PRESENCE_NOT_PRESENT",
+    }
+
+
+def _ble_envelope(vin: str, command: str, *, result: bool = True, reason: str = "", data: Any = None) -> web.Response:
+    """TeslaBleHttpProxy's answer: its own envelope, HTTP 503 whenever `result` is false."""
+    body: dict[str, Any] = {"result": result, "reason": reason, "vin": vin, "command": command}
+    if data is not None:
+        body["response"] = data
+    return web.json_response({"response": body}, status=200 if result else 503)
+
+
+def _int_or_none(value: Any) -> Any:
+    """The proxy takes numbers as JSON numbers or as strings (`{"charging_amps": "5"}` in its README)."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return value
 
 
 def _envelope(response: Any, status: int = 200, *, error: str | None = None) -> web.Response:

@@ -46,7 +46,7 @@ from chargebus_tesla.commands import (
     target_from_setpoint,
 )
 from chargebus_tesla.discovery import car_entities
-from chargebus_tesla.errors import AuthFailed, FleetError, RateLimited, VehicleAsleep
+from chargebus_tesla.errors import AuthFailed, BleUnavailable, FleetError, RateLimited, VehicleAsleep
 from chargebus_tesla.fleet import FleetClient
 from chargebus_tesla.poll_policy import (
     CHARGE_AND_LOCATION_ENDPOINTS,
@@ -413,17 +413,19 @@ class CarRuntime:
         decision = self.policy.next_call(now, self._view(now, snap))
         if decision.due(now):
             await self._perform(decision, now)
+            await self._check_ble()
             await self.bridge.publish_usage()
             return self.clock.time()
         await self._check_wake(now, snap)
         retry_at = await self._command(now, snap)
+        await self._check_ble()
         now = self.clock.time()
         snap = self.snapshot(now)
         await self.publish(now, snap)
         await self.bridge.publish_usage()
         candidates = [decision.at, now + MAX_IDLE_S]
         if retry_at is not None:
-            candidates.append(max(retry_at, self.bridge.client.rate_limited_until or 0.0))
+            candidates.append(max(retry_at, self.rate_limited_until() or 0.0))
         if self.setpoint_expires_at is not None and self.setpoint_expires_at > now:
             candidates.append(self.setpoint_expires_at)
         if self._woke_at is not None:
@@ -474,8 +476,12 @@ class CarRuntime:
             under_control=target is not None and target.amps is not None,
             wants_charge=wants_charge,
             home_configured=self.vehicle.home is not None,
-            rate_limited_until=self.bridge.client.rate_limited_until,
+            rate_limited_until=self.rate_limited_until(),
         )
+
+    def rate_limited_until(self) -> float | None:
+        """Tesla's 429 deadline, if this car's calls go to the Fleet API now (a BLE proxy is never rate limited)."""
+        return self.bridge.client.rate_limited_until_for(self.vin)
 
     # -- Tesla calls -------------------------------------------------------------------------------------------
 
@@ -497,13 +503,23 @@ class CarRuntime:
                 self._woke_at = now
                 log.info(f"tesla_wake vin={self.vin} wakes_today={self.policy.wakes_today(now) + 1}")
                 self.state.observe_online_state(now, await client.wake_up(self.vin))
+            self.api_source = client.via(self.vin)
             self.bridge.resolved(self.vin, "poll")
         except VehicleAsleep:
+            self.api_source = client.via(self.vin)
             self.state.observe_online_state(self.clock.time(), "asleep")  # a state, not an error
         except FleetError as exc:
             await self._fleet_problem(exc, "poll", self.state_topic)
         finally:
             recorders[decision.action](now)
+
+    async def _check_ble(self) -> None:
+        """A BLE proxy outage (its breaker open) is one ErrorEvent for its whole length, not one per call."""
+        outage = self.bridge.client.ble_outage(self.vin)
+        if outage is None:
+            self.bridge.resolved(self.vin, "ble")
+            return
+        await self.bridge.problem(self.vin, "ble", self.state_topic, outage.message)
 
     async def _check_wake(self, now: float, snap: Snapshot) -> None:
         woke_at = self._woke_at
@@ -547,7 +563,7 @@ class CarRuntime:
             if not await self._send(command, facts):
                 for unsent in plan.commands[index + 1 :]:
                     self.planner.failed(unsent)  # the planner counted them as sent
-                limited = self.bridge.client.rate_limited_until
+                limited = self.rate_limited_until()
                 if limited is not None:
                     # Try again as soon as Tesla allows (the planner's own interval may still hold it back).
                     return limited if plan.retry_at is None else min(plan.retry_at, limited)
@@ -593,6 +609,11 @@ class CarRuntime:
 
     async def _fleet_problem(self, exc: FleetError, key: str, topic: str, *, command: str | None = None) -> None:
         what = f"{command} to car {self.vin}" if command else f"polling car {self.vin}"
+        if isinstance(exc, BleUnavailable):
+            # One failed BLE call is no news (BLE is flaky); an outage opens the breaker and `_check_ble` reports
+            # it once. The call itself is retried as the schedule and the planner say.
+            log.info(f"tesla_ble_unavailable vin={self.vin} call={command or key} detail={exc.detail!r}")
+            return
         if isinstance(exc, RateLimited):
             message = (
                 f"rate limited by Tesla until {iso_utc(exc.until)} "
@@ -662,6 +683,7 @@ class CarRuntime:
                 state = await client.vehicle_state(self.vin)
                 self.policy.record_state_call(now)
                 self.state.observe_online_state(self.clock.time(), state)
+            self.api_source = client.via(self.vin)
         except VehicleAsleep:
             self.policy.record_data_call(now)
             self.state.observe_online_state(self.clock.time(), "asleep")
@@ -672,13 +694,18 @@ class CarRuntime:
     # -- publishing --------------------------------------------------------------------------------------------
 
     def _status_text(self, now: float, snap: Snapshot) -> str:
-        failure = self.bridge.client.tokens.failure
-        if failure is not None and self.vehicle.transport == "fleet":
+        client = self.bridge.client
+        failure = client.tokens.failure
+        if failure is not None and client.uses_fleet(self.vin):
             return f"Tesla login needed: {failure}"
-        limited = self.bridge.client.rate_limited_until
+        limited = self.rate_limited_until()
         if limited is not None:
             return f"rate limited by Tesla until {iso_utc(limited)}"
         parts: list[str] = [snap.online_state]
+        outage = client.ble_outage(self.vin)
+        if outage is not None:
+            fallback = "using the Fleet API" if outage.fallback == "fleet" else "not reached"
+            parts.append(f"BLE proxy not answering, {fallback}; next BLE try {iso_utc(outage.open_until)}")
         if snap.report.charging_state is not None:
             parts.append(snap.report.charging_state)
         if not self.vehicle.controllable:
@@ -709,8 +736,13 @@ class CarRuntime:
         return None
 
     def _evse_online(self, now: float, snap: Snapshot) -> bool:
-        """Reachable for control: online, or asleep/offline but wakeable today; never without usable tokens."""
-        if self.vehicle.transport == "fleet" and self.bridge.client.tokens.failure is not None:
+        """Reachable for control: online, or asleep/offline but wakeable today; never without usable tokens, nor
+        while the car's BLE proxy is out and nothing stands in for it."""
+        client = self.bridge.client
+        if client.uses_fleet(self.vin) and client.tokens.failure is not None:
+            return False
+        outage = client.ble_outage(self.vin)
+        if outage is not None and outage.fallback == "none":
             return False
         if snap.online_state == "online":
             return True

@@ -1,4 +1,5 @@
-"""Home Assistant entities of the tesla-bridge: per car SoC, charger power, charge limit, API calls and cost today.
+"""Home Assistant entities of the tesla-bridge: per car SoC, charger power, charge limit, API calls and cost today
+(and, for a car on a BLE proxy, its free BLE calls today).
 
 All entities read the retained chargebus topics (VehicleState, Usage) with templates, so nothing is published
 twice. The charge limit is a `number` whose command topic is the contract's `charge_limit/set`, and a `button`
@@ -26,7 +27,7 @@ def car_entities(topics: Topics, vehicle: TeslaVehicleConfig) -> list[Entity]:
     usage = topics.build("tesla_usage")
     mine = f"(value_json.cars | selectattr('vin', 'equalto', '{vin}') | list)"
     common: dict[str, Any] = {"device_block": block, "availability_list": online}
-    return [
+    entities: list[Entity] = [
         entity(
             "sensor",
             f"tesla_{vin}_soc",
@@ -97,3 +98,17 @@ def car_entities(topics: Topics, vehicle: TeslaVehicleConfig) -> list[Entity]:
             **common,
         ),
     ]
+    if vehicle.transport == "ble_proxy":
+        entities.append(
+            entity(
+                "sensor",
+                f"tesla_{vin}_ble_calls_today",
+                "BLE proxy calls today",
+                state_topic=usage,
+                value_template="{% set c = " + mine + " | first %}{{ c.ble if c is defined else 0 }}",
+                state_class="total",
+                entity_category="diagnostic",
+                **common,
+            )
+        )
+    return entities

@@ -68,3 +68,13 @@ class FleetUnavailable(FleetError):
     def __init__(self, detail: str) -> None:
         super().__init__(f"Tesla API unavailable: {detail}")
         self.detail = detail
+
+
+class BleUnavailable(FleetError):
+    """A BLE-proxy car's call did not get through (or its breaker pauses BLE calls) and it has no fallback."""
+
+    def __init__(self, vin: str, url: str, detail: str) -> None:
+        super().__init__(f"BLE proxy {url} did not reach car {vin}: {detail}")
+        self.vin = vin
+        self.url = url
+        self.detail = detail

@@ -3,25 +3,45 @@
 It takes no decisions about *when* to call (that is `poll_policy` and `commands`); it makes each call once, right:
 bearer token, one refresh and one retry on 401, typed errors for 408/421/429/4xx, bounded retries with jittered
 backoff on 5xx and network failures, and a count of every answered request by car and category.
+
+Cars with `transport = "ble_proxy"` are served by their local BLE proxy (`ble.py`): no token, no retries, one
+request at a time per proxy, a per-call timeout and a circuit breaker; a failed or paused BLE call goes to the
+Fleet API instead when the car's `ble_fallback = "fleet"` (billed like any Fleet call), else it raises
+`BleUnavailable`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import re
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypeVar
 
 import httpx
 from chargebus.clock import Clock
 from chargebus.config import TeslaConfig
 
+from chargebus_tesla.ble import (
+    COMMAND_PARAMS,
+    STATE_PATH,
+    Answer,
+    AnswerKind,
+    BleSettings,
+    CircuitBreaker,
+    Fallback,
+    online_state_of,
+    parse_answer,
+    refusal_reason,
+    vehicle_data_of,
+)
 from chargebus_tesla.errors import (
     AuthFailed,
+    BleUnavailable,
     CommandProtocolRequired,
     FleetUnavailable,
     RateLimited,
@@ -36,6 +56,8 @@ from chargebus_tesla.usage import CallCounter, Category
 log = logging.getLogger(__name__)
 
 OnlineState = Literal["online", "asleep", "offline", "unknown"]
+#: Which way an answer came: the contract's `source` values for API data.
+Via = Literal["fleet_api", "ble_proxy"]
 
 #: 5xx and network failures are retried this often: Tesla's 503 "vehicle did not respond" is usually transient,
 #: and 5xx answers are not billed, but an outage must not turn into a tight loop.
@@ -67,10 +89,50 @@ class _Route:
     http: httpx.AsyncClient
     base: str
     category: Category
-    authorized: bool
 
 
 Sleep = Callable[[float], Awaitable[None]]
+T = TypeVar("T")
+
+
+@dataclass
+class BleLink:
+    """One BLE-proxy car: its settings, its breaker, and the lock of its proxy (shared by cars on one proxy)."""
+
+    vin: str
+    settings: BleSettings
+    lock: asyncio.Lock
+    breaker: CircuitBreaker = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.breaker = CircuitBreaker(self.settings.breaker_failures, self.settings.breaker_open_s)
+
+
+@dataclass(frozen=True)
+class BleOutage:
+    """A BLE proxy that failed `failures` calls in a row: paused until `open_until`, then tried again."""
+
+    vin: str
+    url: str
+    failures: int
+    open_s: float
+    reason: str
+    fallback: Fallback
+    open_until: float
+
+    @property
+    def message(self) -> str:
+        """The same text for the whole outage, so it is reported once."""
+        meanwhile = (
+            "meanwhile its calls go to the Fleet API (billed)"
+            if self.fallback == "fleet"
+            else 'meanwhile the car is not reached at all (ble_fallback = "none")'
+        )
+        return (
+            f"BLE proxy {self.url} cannot reach car {self.vin}: {self.failures} failed calls in a row "
+            f"(first: {self.reason}); BLE calls pause {self.open_s:.0f} s at a time, then one is tried again; "
+            f"{meanwhile}"
+        )
 
 
 class FleetClient:
@@ -87,12 +149,13 @@ class FleetClient:
         command_base: str | None = None,
         ca_file: str | Path | None = None,
         rate_limit_file: Path | None = None,
-        ble_proxy_urls: Mapping[str, str] | None = None,
+        ble_proxies: Mapping[str, BleSettings] | None = None,
         counter: CallCounter | None = None,
         jitter: Callable[[], float] = random.random,
         sleep: Sleep | None = None,
         max_retries: int = MAX_RETRIES,
         timeout_s: float = TIMEOUT_S,
+        time_scale: float | None = None,
     ) -> None:
         self._api_base = api_base.rstrip("/")
         self._command_base = (command_base or api_base).rstrip("/")
@@ -112,9 +175,18 @@ class FleetClient:
             if ca_file
             else self._data_http
         )
-        self._ble_proxy_urls = {vin: url.rstrip("/") for vin, url in (ble_proxy_urls or {}).items()}
+        # BLE proxies: the timeouts are simulated seconds, waited in real time (÷ the clock's scale, if any).
+        self._time_scale = time_scale if time_scale is not None else float(getattr(clock, "scale", 1.0))
+        self._ble_http = httpx.AsyncClient(timeout=timeout_s)
+        locks: dict[str, asyncio.Lock] = {}
+        self._ble: dict[str, BleLink] = {
+            vin: BleLink(vin, settings, locks.setdefault(settings.url, asyncio.Lock()))
+            for vin, settings in (ble_proxies or {}).items()
+        }
+        self._via: dict[str, Via] = {}
 
     async def aclose(self) -> None:
+        await self._ble_http.aclose()
         await self._data_http.aclose()
         if self._command_http is not self._data_http:
             await self._command_http.aclose()
@@ -129,43 +201,121 @@ class FleetClient:
     def rate_limited_until(self) -> float | None:
         return self.gate.blocked_until
 
+    # -- per car: which way its calls go -------------------------------------------------------------------------
+
+    def uses_fleet(self, vin: str) -> bool:
+        """The car's calls go to the Fleet API now: a Fleet car, or a BLE car falling back while its breaker is open
+        (once the pause is over, the next call tries BLE again)."""
+        link = self._ble.get(vin)
+        if link is None:
+            return True
+        breaker = link.breaker
+        return link.settings.fallback == "fleet" and breaker.tripped and not breaker.allows(self._clock.time())
+
+    def rate_limited_until_for(self, vin: str) -> float | None:
+        """Tesla's 429 deadline as far as this car is concerned (never for a car its BLE proxy serves)."""
+        return self.rate_limited_until if self.uses_fleet(vin) else None
+
+    def via(self, vin: str) -> Via:
+        """Which way the car's last answered call went (its `source` for the data it brought)."""
+        return self._via.get(vin, "ble_proxy" if vin in self._ble else "fleet_api")
+
+    def ble_outage(self, vin: str) -> BleOutage | None:
+        """The car's BLE proxy outage, while its breaker is open or half-open; None otherwise (and for Fleet cars)."""
+        link = self._ble.get(vin)
+        if link is None or not link.breaker.tripped:
+            return None
+        breaker, settings = link.breaker, link.settings
+        return BleOutage(
+            vin=vin,
+            url=settings.url,
+            failures=breaker.failures,
+            open_s=breaker.open_s,
+            reason=breaker.reason or "",
+            fallback=settings.fallback,
+            open_until=breaker.open_until or 0.0,
+        )
+
     # -- calls ---------------------------------------------------------------------------------------------------
 
     async def vehicle_state(self, vin: str) -> OnlineState:
-        """`GET /vehicles/{vin}`: online/asleep/offline without waking the car or resetting its sleep timer."""
-        response = await self._call(self._route(vin, Category.DATA), vin, "GET", f"/api/1/vehicles/{vin}")
-        return _online_state(response)
+        """`GET /vehicles/{vin}`: online/asleep/offline without waking the car or resetting its sleep timer.
+
+        Through a BLE proxy: its body controller state, which does not wake the car either.
+        """
+
+        async def fleet() -> OnlineState:
+            response = await self._call(self._route(Category.DATA), vin, "GET", f"/api/1/vehicles/{vin}")
+            return _online_state(response)
+
+        async def ble(link: BleLink) -> OnlineState:
+            answer = await self._ble_request(link, "GET", STATE_PATH.format(vin=vin))
+            if answer.kind is not AnswerKind.OK:
+                raise _BleFailure(f"body_controller_state: {answer.reason or answer.kind}")
+            return online_state_of(answer.data)
+
+        return await self._either(vin, "vehicle_state", fleet, ble)
 
     async def vehicle_data(self, vin: str, endpoints: Sequence[str]) -> dict[str, Any]:
         """`GET /vehicles/{vin}/vehicle_data` for only `endpoints`; raises VehicleAsleep (408) if asleep."""
-        response = await self._call(
-            self._route(vin, Category.DATA),
-            vin,
-            "GET",
-            f"/api/1/vehicles/{vin}/vehicle_data",
-            params={"endpoints": ";".join(endpoints)},
-        )
-        if not isinstance(response, dict):
-            raise FleetUnavailable("vehicle_data answered without a JSON object")
-        return response
+        path = f"/api/1/vehicles/{vin}/vehicle_data"
+        params = {"endpoints": ";".join(endpoints)}
+
+        async def fleet() -> dict[str, Any]:
+            response = await self._call(self._route(Category.DATA), vin, "GET", path, params=params)
+            if not isinstance(response, dict):
+                raise FleetUnavailable("vehicle_data answered without a JSON object")
+            return response
+
+        async def ble(link: BleLink) -> dict[str, Any]:
+            answer = await self._ble_request(link, "GET", path, params=params)
+            data = vehicle_data_of(answer) if answer.kind is AnswerKind.OK else None
+            if data is None:
+                raise _BleFailure(f"vehicle_data: {answer.reason or 'no vehicle data in the answer'}")
+            return data
+
+        return await self._either(vin, "vehicle_data", fleet, ble)
 
     async def wake_up(self, vin: str) -> OnlineState:
-        """`POST /vehicles/{vin}/wake_up` (billed as a wake); the car comes online some seconds later."""
-        response = await self._call(self._route(vin, Category.WAKE), vin, "POST", f"/api/1/vehicles/{vin}/wake_up")
-        return _online_state(response)
+        """`POST /vehicles/{vin}/wake_up` (billed as a wake); the car comes online some seconds later.
+
+        Through a BLE proxy: its `wake_up` command (free); the state polls that follow see the car come online.
+        """
+
+        async def fleet() -> OnlineState:
+            response = await self._call(self._route(Category.WAKE), vin, "POST", f"/api/1/vehicles/{vin}/wake_up")
+            return _online_state(response)
+
+        async def ble(link: BleLink) -> OnlineState:
+            answer = await self._ble_request(
+                link, "POST", f"/api/1/vehicles/{vin}/command/wake_up", params=COMMAND_PARAMS, json={}
+            )
+            if answer.kind is not AnswerKind.OK:
+                raise _BleFailure(f"wake_up: {answer.reason or answer.kind}")
+            return "asleep"  # waking: confirmed by the next state call
+
+        return await self._either(vin, "wake_up", fleet, ble)
 
     async def command(self, vin: str, name: str, body: Mapping[str, Any] | None = None) -> CommandResult:
-        """`POST /vehicles/{vin}/command/{name}` through the command host (the signing proxy)."""
-        response = await self._call(
-            self._route(vin, Category.COMMAND),
-            vin,
-            "POST",
-            f"/api/1/vehicles/{vin}/command/{name}",
-            json=dict(body or {}),
-        )
-        if not isinstance(response, dict):
-            raise FleetUnavailable(f"command {name} answered without a JSON object")
-        return CommandResult(result=response.get("result") is True, reason=str(response.get("reason") or ""))
+        """`POST /vehicles/{vin}/command/{name}` through the command host (the signing proxy) or the BLE proxy."""
+        path = f"/api/1/vehicles/{vin}/command/{name}"
+        arguments = dict(body or {})
+
+        async def fleet() -> CommandResult:
+            response = await self._call(self._route(Category.COMMAND), vin, "POST", path, json=arguments)
+            if not isinstance(response, dict):
+                raise FleetUnavailable(f"command {name} answered without a JSON object")
+            return CommandResult(result=response.get("result") is True, reason=str(response.get("reason") or ""))
+
+        async def ble(link: BleLink) -> CommandResult:
+            answer = await self._ble_request(link, "POST", path, params=COMMAND_PARAMS, json=arguments)
+            if answer.kind is AnswerKind.REFUSED:
+                return CommandResult(result=False, reason=refusal_reason(answer.reason))
+            if answer.kind is not AnswerKind.OK:
+                raise _BleFailure(f"{name}: {answer.reason or answer.kind}")
+            return CommandResult(result=True, reason="")
+
+        return await self._either(vin, name, fleet, ble)
 
     async def charge_start(self, vin: str) -> CommandResult:
         return await self.command(vin, "charge_start")
@@ -181,14 +331,100 @@ class FleetClient:
 
     # -- machinery -----------------------------------------------------------------------------------------------
 
-    def _route(self, vin: str, category: Category) -> _Route:
-        ble_url = self._ble_proxy_urls.get(vin)
-        if ble_url is not None:
-            # A local BLE proxy speaks the Fleet API shape but needs no Tesla token and is never billed.
-            return _Route(self._data_http, ble_url, Category.BLE, authorized=False)
+    async def _either(
+        self,
+        vin: str,
+        what: str,
+        fleet: Callable[[], Awaitable[T]],
+        ble: Callable[[BleLink], Awaitable[T]],
+    ) -> T:
+        """The call through the car's BLE proxy when it has one and its breaker allows, else (or after a failure,
+        when the car falls back) through the Fleet API."""
+        link = self._ble.get(vin)
+        if link is None:
+            result = await fleet()
+            self._via[vin] = "fleet_api"
+            return result
+        breaker, settings = link.breaker, link.settings
+        if breaker.allows(self._clock.time()):
+            try:
+                result = await ble(link)
+            except _BleFailure as exc:
+                self._ble_failed(link, str(exc))
+                if settings.fallback != "fleet":
+                    raise BleUnavailable(vin, settings.url, str(exc)) from None
+            except VehicleAsleep:
+                self._ble_succeeded(link)  # the proxy reached the car: it sleeps
+                self._via[vin] = "ble_proxy"
+                raise
+            else:
+                self._ble_succeeded(link)
+                self._via[vin] = "ble_proxy"
+                return result
+        elif settings.fallback != "fleet":
+            raise BleUnavailable(vin, settings.url, f"paused after {breaker.failures} failed calls in a row")
+        log.info(f"tesla_ble_fallback vin={vin} call={what} to=fleet_api")
+        result = await fleet()
+        self._via[vin] = "fleet_api"
+        return result
+
+    def _ble_failed(self, link: BleLink, reason: str) -> None:
+        now = self._clock.time()
+        opened = link.breaker.failed(now, reason)
+        log.warning(f"tesla_ble_failed vin={link.vin} in_a_row={link.breaker.consecutive} reason={reason!r}")
+        if opened:
+            log.warning(
+                f"tesla_ble_breaker vin={link.vin} state=open open_s={link.breaker.open_s:.0f} "
+                f"fallback={link.settings.fallback}"
+            )
+
+    def _ble_succeeded(self, link: BleLink) -> None:
+        if link.breaker.succeeded():
+            log.info(f"tesla_ble_breaker vin={link.vin} state=closed")
+
+    async def _ble_request(
+        self,
+        link: BleLink,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Mapping[str, Any] | None = None,
+    ) -> Answer:
+        """One request to the car's BLE proxy: no token, one at a time per proxy, within the car's timeout.
+
+        Raises `_BleFailure` for a timeout, a network error or an answer the proxy marks as failed (not in range,
+        BLE trouble); `VehicleAsleep` when the proxy reached a sleeping car. Every answer is counted as `ble`.
+        """
+        url = link.settings.url + path
+        timeout_s = link.settings.timeout_s
+        async with link.lock:
+            try:
+                real_timeout_s = timeout_s / self._time_scale
+                async with asyncio.timeout(real_timeout_s):
+                    response = await self._ble_http.request(
+                        method, url, params=params, json=json, timeout=real_timeout_s + 1.0
+                    )
+            except TimeoutError:
+                log.warning(f"tesla_call_failed transport=ble vin={link.vin} path={path} error=timeout")
+                raise _BleFailure(f"no answer within {timeout_s:.0f} s") from None
+            except httpx.HTTPError as exc:
+                log.warning(f"tesla_call_failed transport=ble vin={link.vin} path={path} error={type(exc).__name__}")
+                raise _BleFailure(type(exc).__name__) from None
+        status = response.status_code
+        self.counter.record(link.vin, Category.BLE, status, self._clock.time())
+        log.info(f"tesla_call category=ble vin={link.vin} method={method} path={path} status={status}")
+        answer = parse_answer(status, _json_or_none(response))
+        if answer.kind is AnswerKind.ASLEEP:
+            raise VehicleAsleep(link.vin)
+        if answer.kind is AnswerKind.FAILED:
+            raise _BleFailure(answer.reason)
+        return answer
+
+    def _route(self, category: Category) -> _Route:
         if category is Category.COMMAND:
-            return _Route(self._command_http, self._command_base, category, authorized=True)
-        return _Route(self._data_http, self._api_base, category, authorized=True)
+            return _Route(self._command_http, self._command_base, category)
+        return _Route(self._data_http, self._api_base, category)
 
     async def _call(
         self,
@@ -201,7 +437,7 @@ class FleetClient:
         json: Mapping[str, Any] | None = None,
     ) -> Any:
         self.gate.check()
-        token = await self.tokens.access_token() if route.authorized else None
+        token: str | None = await self.tokens.access_token()
         refreshed = False
         attempt = 0
         while True:
@@ -243,7 +479,7 @@ class FleetClient:
                 raise FleetUnavailable(f"HTTP 200 without a response envelope from {route.base}")
             return body["response"]
         error = _error_text(response)
-        if status == 401 and route.authorized:
+        if status == 401:
             reason = f"access token rejected right after a refresh: HTTP 401 {error}".rstrip()
             self.tokens.mark_failed(reason)
             raise AuthFailed(reason)
@@ -275,6 +511,10 @@ class FleetClient:
                 f"token refresh refused (HTTP {status} {_error_text(response)}): log in again and seed a new token file"
             )
         return tokens_from_grant(_json_or_none(response), refresh_token, self._clock.time())
+
+
+class _BleFailure(Exception):  # noqa: N818 -- a condition, raised and caught here only
+    """A BLE proxy call that did not get through (counts for the breaker; never leaves this module)."""
 
 
 def _online_state(response: Any) -> OnlineState:
@@ -312,6 +552,17 @@ def _alt_svc_host(header: str | None) -> str | None:
 
 def fleet_client_from_config(tesla: TeslaConfig, *, state_dir: Path, clock: Clock) -> FleetClient:
     """The client for the `[tesla]` section: BLE-proxy cars routed to their proxies, prices for the usage."""
+    fleet_usable = bool(tesla.client_id) and tesla.token_file is not None
+    ble_proxies: dict[str, BleSettings] = {}
+    for vehicle in tesla.vehicles:
+        settings = BleSettings.of(vehicle, fleet_usable=fleet_usable)
+        if settings is None:
+            continue
+        if vehicle.ble_fallback == "fleet" and settings.fallback != "fleet":
+            log.warning(
+                f"tesla_ble_fallback_unusable vin={vehicle.vin} reason=no_client_id_or_token_file fallback=none"
+            )
+        ble_proxies[vehicle.vin] = settings
     return FleetClient(
         api_base=tesla.api_base,
         command_base=tesla.command_base,
@@ -321,10 +572,6 @@ def fleet_client_from_config(tesla: TeslaConfig, *, state_dir: Path, clock: Cloc
         ca_file=tesla.ca_file,
         clock=clock,
         rate_limit_file=state_dir / RATE_LIMIT_FILE,
-        ble_proxy_urls={
-            vehicle.vin: vehicle.ble_proxy_url
-            for vehicle in tesla.vehicles
-            if vehicle.transport == "ble_proxy" and vehicle.ble_proxy_url
-        },
+        ble_proxies=ble_proxies,
         counter=CallCounter(tesla.prices.model_dump()),
     )
