@@ -7,7 +7,7 @@ import contextlib
 import json
 
 from chargebus.config import MqttConfig
-from chargebus.ha import Discovery, availability, device, entity
+from chargebus.ha import Discovery, availability, device, device_ref, entity, evse_device_id, vehicle_device_id
 from chargebus.mqtt import Service
 
 from tests.support.broker_fixture import BrokerUnderTest
@@ -74,3 +74,14 @@ def test_entity_config_is_plain_json() -> None:
     assert "unit_of_measurement" not in text
     assert item.config["device"]["via_device"] == "chargebus_bridge"
     assert item.config_topic("homeassistant") == "homeassistant/select/chargebus/mode/config"
+    assert item.config["default_entity_id"] == "select.chargebus_mode"
+    assert "object_id" not in item.config  # deprecated in HA 2025.10
+
+
+def test_every_service_names_one_device_per_charger_and_per_car() -> None:
+    """The twc-bridge, the tesla-bridge, the allocator and history attach to the same HA devices."""
+    assert evse_device_id("twc-4a1b") == "twc_4a1b"
+    assert evse_device_id("twc3-garage") == "twc3_garage"
+    vin = "5YJ3E1EA8KF000001"
+    assert evse_device_id(f"car-{vin}") == vehicle_device_id(vin) == "tesla_5yj3e1ea8kf000001"
+    assert device_ref("twc_4a1b") == {"identifiers": ["chargebus_twc_4a1b"]}

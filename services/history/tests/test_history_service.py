@@ -295,8 +295,8 @@ async def test_energy_sensors_for_evses_and_vehicles_with_ha_discovery(
         assert found["unit_of_measurement"] == "Wh"
         assert found["state_topic"] == topic
         assert found["availability"][0]["topic"] == f"{prefix}/history/status"
-    assert evse_config["device"]["identifiers"] == ["chargebus_twc-4a1b"]
-    assert vin_config["device"]["name"] == "Model 3"
+    assert evse_config["device"] == {"identifiers": ["chargebus_twc_4a1b"]}  # the twc-bridge describes it
+    assert vin_config["device"] == {"identifiers": [f"chargebus_tesla_{VIN.lower()}"]}  # the tesla-bridge's car
     async with Recorder(mqtt_broker.url, [evse_topic]) as late:
         seen: Received = await late.wait_message(evse_topic)
     assert seen.retain

@@ -42,6 +42,23 @@ def device(identifier: str, name: str, model: str, *, via_device: str | None = N
     return block
 
 
+def vehicle_device_id(vin: str) -> str:
+    """The one device of a car in HA: its `car-<VIN>` EVSE, its vehicle sensors and its energy share it."""
+    return f"tesla_{vin.lower()}"
+
+
+def evse_device_id(evse_id: str) -> str:
+    """The device an EVSE's entities belong to, whichever service publishes them (bridges, allocator, history)."""
+    if evse_id.startswith("car-"):
+        return vehicle_device_id(evse_id.removeprefix("car-"))
+    return _object_id(evse_id)
+
+
+def device_ref(identifier: str) -> dict[str, Any]:
+    """Attach an entity to a device another service describes (name and model are the owner's to give)."""
+    return {"identifiers": [f"chargebus_{identifier}"]}
+
+
 def availability(topics: Topics, *services: str) -> list[dict[str, str]]:
     """Available only while every named service is online (HA's `availability_mode: all`)."""
     return [
@@ -77,7 +94,8 @@ def entity(
     config: dict[str, Any] = {
         "name": name,
         "unique_id": f"chargebus_{_object_id(unique_id)}",
-        "object_id": f"chargebus_{_object_id(unique_id)}",
+        # HA 2025.10 replaced `object_id` with this: the entity id it suggests for a new entity
+        "default_entity_id": f"{component}.chargebus_{_object_id(unique_id)}",
         "device": device_block,
         "origin": origin(),
         "availability": availability_list,

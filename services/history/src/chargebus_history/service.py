@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chargebus.config import HistoryServiceConfig
-from chargebus.ha import Discovery, availability, device, entity
+from chargebus.ha import Discovery, availability, device_ref, entity, evse_device_id, vehicle_device_id
 from chargebus.mqtt import Backoff, Incoming, Service
 from chargebus.runner import run_service
 from chargebus.schema import EvseState, HistoryRequest, HistoryResponse, PayloadError, VehicleState, parse_payload
@@ -345,7 +345,8 @@ class HistoryRuntime:
                     "sensor",
                     f"history_energy_{subject_id}",
                     f"{name} energy",
-                    device_block=device(subject_id, name, "EVSE" if is_evse else "vehicle"),
+                    # on the charger's or the car's own device, which its bridge describes
+                    device_block=device_ref(evse_device_id(subject_id) if is_evse else vehicle_device_id(subject_id)),
                     availability_list=availability(self.topics, NAME),
                     state_topic=topic,
                     unit_of_measurement="Wh",

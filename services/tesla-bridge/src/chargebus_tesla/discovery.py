@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from chargebus.config import TeslaVehicleConfig
-from chargebus.ha import Entity, availability, device, entity
+from chargebus.ha import Entity, availability, device, entity, vehicle_device_id
 from chargebus.topics import Topics
 
 SERVICE = "tesla-bridge"
@@ -20,7 +20,7 @@ SERVICE = "tesla-bridge"
 def car_entities(topics: Topics, vehicle: TeslaVehicleConfig) -> list[Entity]:
     vin = vehicle.vin
     name = vehicle.name or vin
-    block = device(f"tesla_{vin.lower()}", name, "Tesla vehicle", via_device="tesla_bridge")
+    block = device(vehicle_device_id(vin), name, "Tesla vehicle")
     block["serial_number"] = vin
     online = availability(topics, SERVICE)
     state = topics.vehicle_state(vin)
@@ -81,7 +81,7 @@ def car_entities(topics: Topics, vehicle: TeslaVehicleConfig) -> list[Entity]:
             value_template=(
                 "{% set c = " + mine + " | first %}{{ c.data + c.command + c.wake if c is defined else 0 }}"
             ),
-            state_class="total",
+            state_class="total_increasing",  # falls to 0 at UTC midnight: HA reads that as a new cycle
             entity_category="diagnostic",
             **common,
         ),
@@ -93,7 +93,8 @@ def car_entities(topics: Topics, vehicle: TeslaVehicleConfig) -> list[Entity]:
             value_template="{% set c = " + mine + " | first %}{{ c.billed_usd if c is defined else 0 }}",
             device_class="monetary",
             unit_of_measurement="USD",
-            state_class="total",
+            state_class="total",  # monetary allows only `total`; the reset comes from the usage's UTC day
+            last_reset_value_template="{{ value_json.date }}T00:00:00+00:00",
             entity_category="diagnostic",
             **common,
         ),
@@ -106,7 +107,7 @@ def car_entities(topics: Topics, vehicle: TeslaVehicleConfig) -> list[Entity]:
                 "BLE proxy calls today",
                 state_topic=usage,
                 value_template="{% set c = " + mine + " | first %}{{ c.ble if c is defined else 0 }}",
-                state_class="total",
+                state_class="total_increasing",
                 entity_category="diagnostic",
                 **common,
             )
