@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chargebus.statefile import read_json_if_present, write_json
 from chargebus_allocator import commands, statefile
 from chargebus_allocator.overrides import CHARGE_NOW, MODE, Overrides, evse_key, load, vehicle_key
 
@@ -91,8 +92,8 @@ def test_state_file_round_trip(tmp_path: Path) -> None:
     overrides.put(evse_key("twc-0001", "mode"), "minsolar", T0 + 1)
     overrides.put(CHARGE_NOW, T0 + 3600.5, T0)
     path = statefile.path_in(tmp_path / "state")
-    statefile.write_json(path, overrides.dump())
-    again, problems = load(statefile.read_json(path))
+    write_json(path, overrides.dump())
+    again, problems = load(read_json_if_present(path))
     assert problems == []
     assert again.listing() == overrides.listing()
     assert again.charge_now_until() == pytest.approx(T0 + 3600.5, abs=0.001)
@@ -126,4 +127,4 @@ def test_a_bad_entry_in_the_file_is_skipped_with_a_reason() -> None:
 
 
 def test_reading_a_missing_file_gives_none(tmp_path: Path) -> None:
-    assert statefile.read_json(tmp_path / "nothing.json") is None
+    assert read_json_if_present(tmp_path / "nothing.json") is None

@@ -20,6 +20,7 @@ from chargebus.config import AllocatorServiceConfig
 from chargebus.ha import Discovery
 from chargebus.mqtt import Incoming, Service
 from chargebus.schema import CommandEnvelope, PayloadError, decode_json, parse_command, transaction_of
+from chargebus.statefile import read_json_if_present, write_json
 
 from chargebus_allocator import commands, overrides, schedules, statefile
 from chargebus_allocator.discovery import HaSync
@@ -55,7 +56,7 @@ class Allocator:
 
     def _load_overrides(self) -> tuple[overrides.Overrides, list[str]]:
         try:
-            data = statefile.read_json(self.state_path)
+            data = read_json_if_present(self.state_path)
         except (OSError, ValueError) as exc:
             return overrides.Overrides(), [f"state file unreadable, starting without overrides: {exc}"]
         if data is None:
@@ -198,7 +199,7 @@ class Allocator:
     async def _save_overrides(self) -> None:
         try:
             async with self.saving:  # one writer at a time, each writing the latest overrides
-                await asyncio.to_thread(statefile.write_json, self.state_path, self.engine.overrides.dump())
+                await asyncio.to_thread(write_json, self.state_path, self.engine.overrides.dump(), indent=1)
         except OSError as exc:
             # Not an input error: the override holds for now, but would not survive a restart.
             await self.service.report_error(str(self.state_path), None, f"cannot write the state file: {exc}")

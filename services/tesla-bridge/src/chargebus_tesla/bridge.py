@@ -26,6 +26,7 @@ from chargebus.config import TeslaBridgeConfig, TeslaVehicleConfig
 from chargebus.ha import Discovery
 from chargebus.mqtt import Incoming, Service
 from chargebus.schema import CommandEnvelope, PayloadError, Setpoint, Usage, UsageCar, parse_command, parse_payload
+from chargebus.statefile import read_json, write_json
 from chargebus.topics import ParsedTopic, Topics
 from chargebus.units import clamp_offer
 from pydantic import BaseModel
@@ -57,7 +58,6 @@ from chargebus_tesla.poll_policy import (
     PollDecision,
     PollPolicy,
 )
-from chargebus_tesla.statefile import read_json, write_private_json
 from chargebus_tesla.teslamate import TeslaMateCar, car_topic_filter, parse_topic
 from chargebus_tesla.user_commands import RefreshLimiter, charge_limit_percent, max_current_amps
 from chargebus_tesla.vehicle_data import parse_vehicle_data
@@ -140,7 +140,7 @@ class Overrides:
         else:
             self.max_current[vin] = amps
         if self._path is not None:
-            write_private_json(self._path, {"max_current": self.max_current})
+            write_json(self._path, {"max_current": self.max_current})
 
 
 class TeslaBridge:

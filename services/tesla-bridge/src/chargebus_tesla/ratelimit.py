@@ -14,9 +14,9 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 from chargebus.clock import Clock
+from chargebus.statefile import read_json, write_json
 
 from chargebus_tesla.errors import RateLimited
-from chargebus_tesla.statefile import read_json, write_private_json
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class RateLimitGate:
         until = max(self._until, self._clock.time() + seconds)
         self._until = until
         if self._path is not None:
-            write_private_json(self._path, {"blocked_until": until})
+            write_json(self._path, {"blocked_until": until})
         log.warning(f"tesla_rate_limited until={until:.0f} wait_s={seconds:.0f}")
         return until
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chargebus.clock import Clock
+from chargebus.statefile import read_json, write_json
 
 from chargebus_tesla.errors import AuthFailed, FleetUnavailable
-from chargebus_tesla.statefile import read_json, write_private_json
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class TokenStore:
         return _tokens_from(data, f"token file {self.path}")
 
     def save(self, tokens: Tokens) -> None:
-        write_private_json(
+        write_json(
             self.path,
             {
                 "access_token": tokens.access_token,

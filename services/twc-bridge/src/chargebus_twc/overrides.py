@@ -8,14 +8,13 @@ silently turning it into 0 would surprise — or `default`, which removes the ov
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from chargebus.statefile import write_json
 
 STATE_FILE_NAME = "twc-bridge.json"
 DEFAULT_WORD = "default"
@@ -82,16 +81,4 @@ class OverrideStore:
 
     def save(self, overrides: dict[str, int]) -> None:
         """Replace the file atomically: a crash leaves the old or the new file, never half of one."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = json.dumps({"v": 1, "max_current_a": dict(sorted(overrides.items()))}, indent=2) + "\n"
-        handle, temporary = tempfile.mkstemp(prefix=f".{STATE_FILE_NAME}.", dir=self.path.parent)
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            Path(temporary).replace(self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                Path(temporary).unlink()
-            raise
+        write_json(self.path, {"v": 1, "max_current_a": dict(sorted(overrides.items()))}, indent=2)

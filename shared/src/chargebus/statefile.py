@@ -1,8 +1,8 @@
-"""Small private JSON files (tokens, rate-limit deadline) written so that a crash never leaves half a file.
+"""Small JSON state files (runtime overrides, tokens, rate-limit deadlines) that a crash never leaves half written.
 
-A refresh token is single-use: losing the new one to a torn write locks the user out until they log in again.
-So every write goes to a temporary file in the same directory (created 0600, never readable by others even for
-a moment), is flushed to disk, and then atomically renamed over the old file.
+Every write goes to a temporary file in the same directory, created 0600 (a token file is never readable by others,
+not even for a moment), is flushed to disk, and is then renamed over the old file; the directory entry is synced
+too, so the rename survives a power cut. A refresh token is single-use: a torn write would lock the user out.
 """
 
 from __future__ import annotations
@@ -16,16 +16,17 @@ from typing import Any
 PRIVATE_MODE = 0o600
 
 
-def write_private_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: Any, *, indent: int | None = None) -> None:
     """Replace `path` atomically with `data` as JSON, mode 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with contextlib.suppress(FileNotFoundError):
-        temporary.unlink()
+        temporary.unlink()  # left by a crash of this very pid number: never ours to keep
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE)
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-            json.dump(data, stream)
+            json.dump(data, stream, indent=indent)
+            stream.write("\n")
             stream.flush()
             os.fsync(stream.fileno())
         temporary.replace(path)
@@ -37,8 +38,16 @@ def write_private_json(path: Path, data: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
-    """The JSON content of `path`; OSError / ValueError are the caller's to explain."""
+    """The JSON content of `path`; FileNotFoundError, other OSErrors and ValueError are the caller's to explain."""
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def read_json_if_present(path: Path) -> Any | None:
+    """As `read_json`, but None when the file does not exist (nothing stored yet)."""
+    try:
+        return read_json(path)
+    except FileNotFoundError:
+        return None
 
 
 def _sync_directory(directory: Path) -> None:
