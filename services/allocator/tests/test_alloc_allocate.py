@@ -31,7 +31,10 @@ def test_every_charge_point_gets_a_state_and_a_sentence() -> None:
     assert {key: (r.state, r.reason) for key, r in results.items()} == {
         "twc-0001": ("charging", "charging at 32 A (7 680 W): its maximum; mode now."),
         "twc-0002": ("read_only", "read-only: it takes no setpoints; its measured 1 000 W counts on no circuit."),
-        "twc-0003": ("offline", "offline: no fresh data from twc-0003, so it is offered 0 W."),
+        "twc-0003": (
+            "offline",
+            "offline: no fresh data from twc-0003; it is told to keep what it does until it reports.",
+        ),
         "twc-0004": ("unplugged", "unplugged: no car to charge."),
         "twc-0005": ("refused", f"refused: VIN {VIN_A} is not authorised to charge here."),
         "twc-0006": ("full", "full: the car is at 80 % of its 80 % limit."),
@@ -47,7 +50,9 @@ def test_every_charge_point_gets_a_state_and_a_sentence() -> None:
         "twc-000a": ("full", "full: the car reports its charge complete."),
     }
     assert {intent.evse_id for intent in allocation.setpoints} == set(results) - {"twc-0002"}
-    assert all(intent.power_w == 0 and intent.charge is False for intent in allocation.setpoints[1:])
+    told = {intent.evse_id: (intent.power_w, intent.charge) for intent in allocation.setpoints}
+    assert told.pop("twc-0003") == (None, None)  # offline: "do not touch"
+    assert all(value == (0, False) for key, value in told.items() if key != "twc-0001")
 
 
 def test_a_merged_charge_point_splits_its_setpoint() -> None:

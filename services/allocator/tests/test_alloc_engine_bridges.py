@@ -45,10 +45,10 @@ def test_the_twc_bridge_going_offline_takes_its_twcs_offline_until_it_is_back() 
     assert not engine.bridge_status("twc-bridge", b"offline")  # no change
     result = engine.compute(T0 + 1)
     assert states(result) == {TWC: "offline", CAR_B: "charging"}
-    assert told(result)[TWC] == (0, None)
-    assert told(result)[CAR_A] == (None, False)
+    assert told(result)[TWC] == (None, None)  # "do not touch": no stop for a bridge that is away
+    assert told(result)[CAR_A] == (None, None)
     reason = next(p.reason for p in result.allocation.points if p.charge_point.id == TWC)
-    assert reason == f"offline: no fresh data from {TWC}, so it is offered 0 W."
+    assert reason == f"offline: no fresh data from {TWC}; it is told to keep what it does until it reports."
     assert engine.bridge_status("twc-bridge", b"online")
     assert states(engine.compute(T0 + 2)) == {TWC: "charging", CAR_B: "charging"}
 
@@ -59,7 +59,7 @@ def test_the_tesla_bridge_going_offline_takes_the_cars_offline() -> None:
     result = engine.compute(T0)
     # The merged charge point's current is set by its TWC, whose bridge is alive: it stays up.
     assert states(result) == {TWC: "charging", CAR_B: "offline"}
-    assert told(result)[CAR_B] == (0, False)
+    assert told(result)[CAR_B] == (None, None)
 
 
 def test_other_services_and_other_words_change_nothing() -> None:
@@ -84,4 +84,4 @@ def test_an_offline_bridge_draw_is_not_added_back_to_the_solar_surplus() -> None
     engine.bridge_status("twc-bridge", b"offline")
     offline = engine.compute(T0 + 1)
     assert offline.allocation.surplus_w == 2000
-    assert told(offline)[TWC] == (0, False)
+    assert told(offline)[TWC] == (None, None)

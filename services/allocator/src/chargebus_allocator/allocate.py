@@ -304,7 +304,7 @@ class _Round:
             amps = self.amps[i] if state == "charging" else watts_to_amps(watts, point.voltage_v, point.phases)
             results.append(PointResult(point, self.modes[i], watts, amps, state, self.reasons[i]))
             if point.controllable:
-                _add_setpoints(setpoints, point, watts, self.reasons[i])
+                _add_setpoints(setpoints, point, None if state == "offline" else watts, self.reasons[i])
         return Allocation(
             mode=self.settings.mode,
             charge_now_until=self.inputs.charge_now_until,
@@ -351,9 +351,13 @@ def _blocker(point: ChargePoint) -> tuple[ChargePointStatus, str] | None:
     return None
 
 
-def _add_setpoints(setpoints: list[SetpointIntent], point: ChargePoint, watts: float, reason: str) -> None:
-    """A merged charge point: the current-controlling EVSE gets the watts, `car-<VIN>` only start/stop."""
-    charge = watts > 0
+def _add_setpoints(setpoints: list[SetpointIntent], point: ChargePoint, watts: float | None, reason: str) -> None:
+    """A merged charge point: the current-controlling EVSE gets the watts, `car-<VIN>` only start/stop.
+
+    `watts` None (offline: its bridge is gone or knows nothing yet) sends "do not touch" in both fields: a stop
+    sent while a bridge is away would be carried out the moment it comes back, when it knows better.
+    """
+    charge = None if watts is None else watts > 0
     current, start_stop = point.current_target, point.start_stop_target
     if current == start_stop:
         setpoints.append(SetpointIntent(current, watts, charge, point.phases, point.voltage_v, reason))

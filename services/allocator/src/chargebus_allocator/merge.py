@@ -159,7 +159,9 @@ def _charge_point(
         circuit=wiring_source.circuit,
         wiring=wiring_source.phase or "L1L2L3",
         plugged_in=any(evse.plugged_in is True for evse in group),
-        online=reference.online and not reference.stale,
+        # A plug state nobody knows (a bridge that has just relinked a TWC or restarted) is no fresh data either:
+        # reading it as "unplugged" would send 0 W and pause a charging car.
+        online=reference.online and not reference.stale and any(evse.plugged_in is not None for evse in group),
         wants_charge=_wants_charge(vehicle),
         authorized=auth.allows(vin),
         charging=any(evse.charging is True for evse in group),

@@ -26,7 +26,9 @@ def read_only(point: ChargePoint) -> str:
 
 
 def offline(point: ChargePoint) -> str:
-    return f"offline: no fresh data from {point.current_target}, so it is offered 0 W."
+    # Not 0 W: a stop or a 0 A offer sent while a bridge is away would be carried out when it comes back,
+    # when it knows better; its own failsafe covers a real outage.
+    return f"offline: no fresh data from {point.current_target}; it is told to keep what it does until it reports."
 
 
 def unplugged() -> str:
