@@ -261,10 +261,15 @@ class Service:
         finally:
             log.info(f"service={self.name} event=stopping")
             await self._say_offline()
-            for task in tasks:
-                task.cancel()
-            # A disconnect racing a (re)connect must not keep the process alive: give up waiting after a while.
-            _, pending = await asyncio.wait(tasks, timeout=5)
+            # A cancellation can be swallowed (a wait_for finishing in the same tick on Python 3.11), so pending
+            # tasks are cancelled again every half second; a disconnect racing a (re)connect must not keep the
+            # process alive either, so waiting ends after 5 s.
+            deadline = loop.time() + 5
+            pending = set(tasks)
+            while pending and loop.time() < deadline:
+                for task in pending:
+                    task.cancel()
+                _, pending = await asyncio.wait(pending, timeout=min(0.5, max(0.0, deadline - loop.time())))
             if pending:
                 log.warning(f"service={self.name} event=stop_timeout pending={[t.get_name() for t in pending]}")
             for sig in (signal.SIGTERM, signal.SIGINT):
