@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+
 import pytest
 from chargebus.clock import FakeClock, SystemClock, clock_from_env, iso_utc
 
@@ -33,3 +35,16 @@ async def test_scaled_sleep_is_shorter_in_real_time() -> None:
 
 def test_iso_format_has_milliseconds_and_z() -> None:
     assert iso_utc(0.1234) == "1970-01-01T00:00:00.123Z"
+
+
+def test_processes_with_one_origin_agree_on_accelerated_time() -> None:
+    origin = time.time() - 100.0  # e.g. when the demo or a test started the first service
+    early = SystemClock(60.0, origin)
+    later = clock_from_env({"CHARGEBUS_TIME_SCALE": "60", "CHARGEBUS_TIME_ORIGIN": str(origin)})
+    assert abs(early.time() - later.time()) < 1.0  # a second of simulated time: well under a setpoint's TTL
+    assert early.time() == pytest.approx(origin + 100.0 * 60.0, abs=120.0)
+
+
+def test_bad_origin_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="CHARGEBUS_TIME_ORIGIN"):
+        clock_from_env({"CHARGEBUS_TIME_ORIGIN": "yesterday"})

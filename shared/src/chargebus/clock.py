@@ -7,12 +7,14 @@ Every time-based decision (setpoint expiry, hysteresis delays, poll cadences) re
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import time
 from datetime import UTC, datetime
 from typing import Protocol
 
 TIME_SCALE_ENV = "CHARGEBUS_TIME_SCALE"
+TIME_ORIGIN_ENV = "CHARGEBUS_TIME_ORIGIN"
 
 
 class Clock(Protocol):
@@ -43,11 +45,14 @@ def iso_utc(epoch_s: float) -> str:
 class SystemClock:
     """Real time, optionally accelerated: simulated time starts at the real now and runs `scale` times faster."""
 
-    def __init__(self, scale: float = 1.0) -> None:
+    def __init__(self, scale: float = 1.0, origin: float | None = None) -> None:
+        """`origin` (epoch s): the moment simulated and real time were equal. Processes given the same origin agree
+        on the simulated time whenever each of them started; without it each starts at its own real now."""
         if not scale > 0:
             raise ValueError(f"time scale must be positive, got {scale}")
         self.scale = scale
-        self._wall_origin = time.time()
+        now = time.time()
+        self._wall_origin = now if origin is None else origin + (now - origin) * scale
         self._mono_origin = time.monotonic()
 
     def time(self) -> float:
@@ -61,15 +66,25 @@ class SystemClock:
 
 
 def clock_from_env(environ: dict[str, str] | None = None) -> SystemClock:
-    """The process clock: `CHARGEBUS_TIME_SCALE` (default 1) accelerates it."""
-    raw = (environ if environ is not None else dict(os.environ)).get(TIME_SCALE_ENV, "").strip()
+    """The process clock: `CHARGEBUS_TIME_SCALE` (default 1) accelerates it; `CHARGEBUS_TIME_ORIGIN` (epoch s) lets
+    accelerated processes started at different moments (a restarted service) agree on the time."""
+    env = environ if environ is not None else dict(os.environ)
+    scale = _env_float(env, TIME_SCALE_ENV)
+    origin = _env_float(env, TIME_ORIGIN_ENV)
+    return SystemClock(1.0 if scale is None else scale, origin)
+
+
+def _env_float(env: dict[str, str], name: str) -> float | None:
+    raw = env.get(name, "").strip()
     if not raw:
-        return SystemClock()
+        return None
     try:
-        scale = float(raw)
+        value = float(raw)
     except ValueError:
-        raise ValueError(f"{TIME_SCALE_ENV}={raw!r}: not a number") from None
-    return SystemClock(scale)
+        raise ValueError(f"{name}={raw!r}: not a number") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{name}={raw!r}: not a finite number")
+    return value
 
 
 class FakeClock:
