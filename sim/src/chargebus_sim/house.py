@@ -19,6 +19,9 @@ class House:
     base_load_w: float = 450.0
     cloudy_from_h: float = 13.0
     cloud_period_s: float = 600.0
+    #: Cloud banks: (from hour, to hour, fraction of the sun that gets through), e.g. ((13.0, 14.5, 0.3),), applied on
+    #: top of the passing clouds, so a test can have a dip it can plan for.
+    shade: tuple[tuple[float, float, float], ...] = ()
 
     def pv_w(self, hour_of_day: float) -> float:
         """PV output: a half-sine from sunrise to sunset, dimmed by passing clouds after `cloudy_from_h`."""
@@ -30,6 +33,9 @@ class House:
             # Two incommensurate waves: clouds that come and go without a visible pattern, between 25 % and 100 %.
             cover = 0.5 + 0.25 * math.sin(2 * math.pi * phase) + 0.25 * math.sin(2 * math.pi * phase * 0.37 + 1.0)
             sun *= 1.0 - 0.75 * max(0.0, min(1.0, cover))
+        for start_h, end_h, fraction in self.shade:
+            if start_h <= hour_of_day < end_h:
+                sun *= max(0.0, min(1.0, fraction))
         return round(self.pv_peak_w * sun, 1)
 
     def house_w(self, hour_of_day: float) -> float:

@@ -168,7 +168,8 @@ class TeslaMateSim:
         """Publish every followed car's summary that is due now."""
         now = self._clock()
         for car_id, car in self.cars.items():
-            due = self.next_at(car_id)
+            # A car never summarised is due at once (with a running clock, `next_at` says a moment after `now`).
+            due = now if car.last_summary_at is None else self.next_at(car_id)
             if car.followed is None or due is None or due > now:
                 continue
             await self.summary(car_id, **self.values_of(car.followed(), now, car.geofence))
