@@ -6,8 +6,6 @@ import asyncio
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.faults.fault_support import (
     SERVICES,
     TWC_A,
@@ -27,19 +25,10 @@ from tests.support.broker_fixture import BrokerUnderTest
 RESTARTS = 5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "allocator turns a restarted twc-bridge's first state of a slave (published at linkready: online, "
-        "plugged_in/charging/state_code null) as offline and sends 'do not touch' (power_w null), but a freshly "
-        "linked slave has no offer to keep yet, so the bridge's first limit heartbeat offers 0 A and pauses a "
-        "charging car until the next setpoint (fix: send 'no change' heartbeats until the slave reports its limit)"
-    ),
-)
 async def test_twc_bridge_restart_mid_charge_keeps_every_car_charging(
     mqtt_broker: BrokerUnderTest, prefix: str, tmp_path: Path
 ) -> None:
-    """Proves (once fixed) that a twc-bridge crash and restart is invisible to the cars: the slaves keep their last
+    """Proves that a twc-bridge crash and restart is invisible to the cars: the slaves keep their last
     offer while no master talks (their own 30 s timeout), and the restarted bridge, which relinks them within
     seconds, offers each one nothing but its setpoint (never 0 A, never failsafe) while both cars charge."""
     async with (

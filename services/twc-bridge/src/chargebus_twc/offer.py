@@ -19,6 +19,9 @@ from chargebus.units import clamp_offer, offer_amps
 PROTOCOL_MIN_AMPS = {1: 5, 2: 6}
 
 COMMAND_NO_CHANGE = 0x00
+#: An offer that means "send no change": the slave keeps the limit it applies (a slave we have just linked, told
+#: "do not touch" while we do not know its limit yet — after a restart of this bridge it is the previous master's).
+HOLD_OFFER = -1
 COMMAND_LIMIT_P1 = 0x05
 COMMAND_LIMIT_P2 = 0x09
 
@@ -153,6 +156,27 @@ def plan_offers(demands: Sequence[SlaveDemand], limits: BusLimits, now: float) -
     return cut_to_bus(wanted, minimums, limits.bus_max_amps)
 
 
+def hold_unknown(
+    staged: Mapping[int, int], committed: Mapping[int, int], holding: Mapping[int, int], bus_max_amps: int
+) -> dict[int, int]:
+    """Offers with the `holding` slaves (id → their maximum) sent "no change" until their limit is known.
+
+    A held slave may be drawing up to its maximum, so another slave's increase goes out only if it fits the bus
+    cap with that counted; otherwise it keeps what it already has (a decrease always goes out).
+    """
+    result = dict(staged)
+    reserved = sum(holding.values())
+    for slave_id, amps in staged.items():
+        if slave_id in holding:
+            result[slave_id] = HOLD_OFFER
+            continue
+        current = committed.get(slave_id, 0)
+        others = sum(committed.get(other, 0) for other in staged if other not in holding and other != slave_id)
+        if amps > current and amps + others + reserved > bus_max_amps:
+            result[slave_id] = current
+    return result
+
+
 def stage_offers(
     planned: Mapping[int, int], committed: Mapping[int, int], minimums: Mapping[int, int], bus_max_amps: int
 ) -> dict[int, int]:
@@ -185,6 +209,6 @@ def heartbeat_command(offer: int, protocol: int, reported_limit_centiamps: int |
     05 once charging, so they get 09.
     """
     limit = offer * 100
-    if offer > 0 and reported_limit_centiamps == limit:
+    if offer == HOLD_OFFER or (offer > 0 and reported_limit_centiamps == limit):
         return COMMAND_NO_CHANGE, 0
     return (COMMAND_LIMIT_P1 if protocol == 1 else COMMAND_LIMIT_P2), limit

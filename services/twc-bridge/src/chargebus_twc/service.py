@@ -33,7 +33,7 @@ from chargebus_twc.evse import (
     slave_id_of,
 )
 from chargebus_twc.link import BusLink, demand_for
-from chargebus_twc.offer import BusLimits, plan_offers, rating_problem, setpoint_live, stage_offers
+from chargebus_twc.offer import BusLimits, hold_unknown, plan_offers, rating_problem, setpoint_live, stage_offers
 from chargebus_twc.overrides import OverrideStore, parse_max_current
 from chargebus_twc.slaves import (
     ForeignMaster,
@@ -121,23 +121,37 @@ class TwcBridge:
     def offers(self) -> dict[int, int]:
         now = self.clock.time()
         demands = []
+        holding: dict[int, int] = {}
         for slave in self.link.registry.slaves:
             setpoint, received_at = self._setpoint_of(slave)
-            demands.append(
-                demand_for(
-                    slave,
-                    self.limits,
-                    voltage_v=basis_voltage(slave, self.twc.voltage_v),
-                    phases=self.twc.phases,
-                    setpoint=setpoint,
-                    received_at=received_at,
-                    override_amps=self.overrides.get(evse_id_of(slave.slave_id)),
-                    current_offer=self.link.offered.get(slave.slave_id, 0),
-                )
+            demand = demand_for(
+                slave,
+                self.limits,
+                voltage_v=basis_voltage(slave, self.twc.voltage_v),
+                phases=self.twc.phases,
+                setpoint=setpoint,
+                received_at=received_at,
+                override_amps=self.overrides.get(evse_id_of(slave.slave_id)),
+                current_offer=self._current_offer(slave),
             )
+            demands.append(demand)
+            live = setpoint is not None and setpoint_live(setpoint, received_at, now)
+            if live and setpoint is not None and setpoint.power_w is None and self._offer_unknown(slave):
+                holding[slave.slave_id] = demand.max_amps
         planned = plan_offers(demands, self.limits, now)
         minimums = {demand.slave_id: demand.min_amps for demand in demands}
-        return stage_offers(planned, self.link.committed(), minimums, self.limits.bus_max_amps)
+        committed = self.link.committed()
+        staged = stage_offers(planned, committed, minimums, self.limits.bus_max_amps)
+        return hold_unknown(staged, committed, holding, self.limits.bus_max_amps)
+
+    def _offer_unknown(self, slave: Slave) -> bool:
+        return slave.slave_id not in self.link.offered and slave.reported_limit_centiamps is None
+
+    def _current_offer(self, slave: Slave) -> int:
+        """What the slave applies: our last offer, else the limit it reports (a previous master's), else 0."""
+        if slave.slave_id in self.link.offered:
+            return self.link.offered[slave.slave_id]
+        return (slave.reported_limit_centiamps or 0) // 100
 
     # -- MQTT input ---------------------------------------------------------------------------------------------
 
