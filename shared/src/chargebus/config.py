@@ -724,7 +724,6 @@ def load_config(
     """Read and validate the sections `config_cls` needs. Raises ConfigError with one line per problem."""
     config_path, required = resolve_config_path(path)
     raw = _read_toml(config_path, required)
-    warn_if_secrets_readable(config_path, raw)
     unknown = sorted(set(raw) - KNOWN_TOP_LEVEL)
     problems = [
         f"config: {key}: unknown section or key (known: {', '.join(sorted(KNOWN_TOP_LEVEL))})" for key in unknown
@@ -737,6 +736,8 @@ def load_config(
         raise ConfigError(problems) from None
     if problems:
         raise ConfigError(problems)
+    # Only a config that starts a service is worth the warning; an invalid one gets its problem lines alone.
+    warn_if_secrets_readable(config_path, raw)
     return config
 
 

@@ -24,11 +24,19 @@ from typing import Any, TypeVar
 import aiomqtt
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from chargebus.clock import Clock, SystemClock
 from chargebus.config import MqttConfig
-from chargebus.schema import CommandEnvelope, ErrorEvent, PayloadError, parse_command, parse_payload, to_json
+from chargebus.schema import (
+    CommandEnvelope,
+    ErrorEvent,
+    PayloadError,
+    parse_command,
+    parse_payload,
+    to_json,
+    transaction_in,
+)
 from chargebus.topics import ParsedTopic, Topics
 
 log = logging.getLogger("chargebus.mqtt")
@@ -222,7 +230,11 @@ class Service:
     ) -> None:
         """One ErrorEvent on `<p>/<service>/error` and one log line (contract §3)."""
         self.errors_reported += 1
-        event = ErrorEvent(topic=topic, payload=payload_preview(payload), error=error, transaction=transaction)
+        preview = payload_preview(payload)
+        try:
+            event = ErrorEvent(topic=topic, payload=preview, error=error, transaction=transaction)
+        except ValidationError:  # a transaction that cannot be echoed (not UTF-8 text): answer without it
+            event = ErrorEvent(topic=topic, payload=preview, error=error, transaction=None)
         log.warning(f"service={self.name} event=error topic={topic} error={error!r}")
         await self.publish(self.error_topic, event)
 
@@ -377,6 +389,15 @@ class Service:
             await self._guarded(f"{self.topics.prefix}/{self.name}", None, hook())
 
     async def _dispatch(self, message: aiomqtt.Message) -> None:
+        """Route one message; nothing it carries may end the message loop (that would deafen the service)."""
+        try:
+            await self._route(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception(f"service={self.name} event=dispatch_failed topic={message.topic.value}")
+
+    async def _route(self, message: aiomqtt.Message) -> None:
         _acknowledge_now(self._socket)
         topic = message.topic.value
         payload = message.payload if isinstance(message.payload, bytes | bytearray) else str(message.payload).encode()
@@ -400,6 +421,7 @@ class Service:
                     incoming.payload,
                     "retained command ignored: commands must not be retained "
                     f"(clear it with: mosquitto_pub -r -n -t '{topic}')",
+                    transaction_in(incoming.payload),
                 )
                 continue
             if len(incoming.payload) > MAX_PAYLOAD_BYTES:

@@ -18,6 +18,8 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    StrictInt,
+    StrictStr,
     ValidationError,
     model_validator,
 )
@@ -48,7 +50,25 @@ Phases = Annotated[int, Field(ge=1, le=3)]
 Voltage = Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)]
 Amps = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 JsonScalar = str | int | float | bool | None
-Transaction = Annotated[str | int | None, Field(description="echoed back in answers and errors")]
+
+
+def _echoable(value: str | int | None) -> str | int | None:
+    if isinstance(value, str) and not _utf8_text(value):
+        raise ValueError("transaction must be UTF-8 text")  # a lone surrogate (\udc00) cannot be echoed back
+    return value
+
+
+def _utf8_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+Transaction = Annotated[
+    StrictStr | StrictInt | None, AfterValidator(_echoable), Field(description="echoed back in answers and errors")
+]
 
 Mode = Literal["off", "now", "solar", "minsolar"]
 MODES: tuple[Mode, ...] = ("off", "now", "solar", "minsolar")
@@ -319,6 +339,9 @@ def describe_validation_error(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
+TOO_DEEP = "invalid JSON: nested too deeply"
+
+
 def decode_json(payload: bytes) -> Any:
     """Strict JSON: UTF-8, no NaN/Infinity, no duplicate-key surprises are caught downstream by the models."""
     try:
@@ -329,6 +352,10 @@ def decode_json(payload: bytes) -> Any:
         return json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise PayloadError(f"invalid JSON: {exc.msg} at position {exc.pos}") from None
+    except RecursionError:
+        raise PayloadError(TOO_DEEP) from None
+    except ValueError as exc:  # e.g. an integer of more than 4 300 digits
+        raise PayloadError(f"invalid JSON: {exc}") from None
 
 
 def _reject_constant(name: str) -> float:
@@ -339,9 +366,19 @@ def transaction_of(data: Any) -> str | int | None:
     """The `transaction` of a decoded JSON object, when it carries a usable one."""
     if isinstance(data, dict):
         value = data.get("transaction")
-        if isinstance(value, str | int) and not isinstance(value, bool):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and _utf8_text(value):
             return value
     return None
+
+
+def transaction_in(payload: bytes) -> str | int | None:
+    """The transaction a raw payload carries, if any: for answering input refused before it is parsed."""
+    try:
+        return transaction_of(decode_json(payload))
+    except (ValueError, RecursionError):  # PayloadError included: no usable transaction
+        return None
 
 
 def parse_payload(model: type[ModelT], payload: bytes) -> ModelT:
@@ -373,6 +410,10 @@ def parse_command(payload: bytes) -> CommandEnvelope:
         if text[0] in '{["':
             raise PayloadError("invalid JSON") from None
         return CommandEnvelope(value=text)
+    except RecursionError:
+        raise PayloadError(TOO_DEEP) from None
+    except ValueError as exc:  # e.g. an integer of more than 4 300 digits
+        raise PayloadError(f"invalid JSON: {exc}") from None
     if isinstance(data, dict):
         try:
             return CommandEnvelope.model_validate(data)

@@ -46,12 +46,25 @@ def _lenient(payload: bytes) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _refused_in_topics(char: str) -> bool:
+    code = ord(char)
+    return (
+        code <= 0x1F
+        or 0x7F <= code <= 0x9F
+        or 0xD800 <= code <= 0xDFFF
+        or 0xFDD0 <= code <= 0xFDEF
+        or (code & 0xFFFE) == 0xFFFE
+    )
+
+
 def topic_problem(topic: str, reserved: frozenset[str], reserved_prefix: str) -> str | None:
     """Why an answer may not be published on `topic` (None when it may)."""
     if not topic:
         return "response topic is empty"
-    if any(c in topic for c in "+#\0"):
-        return f"response topic {topic[:80]!r} contains a wildcard or NUL"
+    if any(c in topic for c in "+#") or any(_refused_in_topics(c) for c in topic):
+        # Wildcards cannot be published to; and (MQTT §1.5.4) brokers such as mosquitto drop a client that
+        # publishes to a topic with NUL, a control character or a Unicode non-character.
+        return f"response topic {topic[:80]!r} contains a wildcard, a control character or a non-character"
     if topic.startswith("$"):
         return f"response topic {topic[:80]!r} is a broker topic"
     if len(topic.encode()) > MAX_TOPIC_BYTES:

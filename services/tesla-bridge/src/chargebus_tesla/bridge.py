@@ -13,7 +13,6 @@ runs `CarRuntime.run()` as supervised tasks.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 from collections.abc import Callable
@@ -25,7 +24,16 @@ from chargebus.clock import Clock, iso_utc
 from chargebus.config import TeslaBridgeConfig, TeslaVehicleConfig
 from chargebus.ha import Discovery
 from chargebus.mqtt import Incoming, Service
-from chargebus.schema import CommandEnvelope, PayloadError, Setpoint, Usage, UsageCar, parse_command, parse_payload
+from chargebus.schema import (
+    CommandEnvelope,
+    PayloadError,
+    Setpoint,
+    Usage,
+    UsageCar,
+    parse_command,
+    parse_payload,
+    transaction_in,
+)
 from chargebus.statefile import read_json, write_json
 from chargebus.topics import ParsedTopic, Topics
 from chargebus.units import clamp_offer
@@ -288,9 +296,7 @@ class TeslaBridge:
         car.enqueue(UserAction("charge_limit", message.topic, message.payload, command.transaction, percent))
 
     async def on_refresh(self, message: Incoming) -> None:
-        transaction: str | int | None = None
-        with contextlib.suppress(PayloadError):
-            transaction = parse_command(message.payload).transaction  # any payload is fine; a transaction is echoed
+        transaction = transaction_in(message.payload)  # any payload is fine; a transaction is echoed
         try:
             car = self._car_for(message)
             car.refresh_limiter.take(self.clock.time())
