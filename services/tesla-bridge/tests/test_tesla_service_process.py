@@ -177,6 +177,7 @@ async def test_bad_inputs_get_one_error_each_and_change_nothing(running: tuple[R
         (f"evse/car-{OTHER_VIN}/max_current/set", b"16", False),
         (max_current, b"16", True),
         (max_current, big, False),
+        ("evse/twc3-garage/max_current/set", b"16", False),  # Gen3: read-only, answered here
         (setpoint, b"{", False),
         (setpoint, b'{"v": 1, "evse_id": "car-' + VIN.encode() + b'", "power_w": -5}', False),
         (setpoint, b'{"v": 1, "evse_id": "car-' + OTHER_VIN.encode() + b'", "expires_at": "x"}', False),

@@ -462,6 +462,7 @@ async def test_max_current_bad_inputs_each_get_one_error_and_change_nothing(
         (command, b"x" * 300_000, False),  # oversize
         (command, b"10", True),  # retained
         (f"{prefix}/evse/twc-ffff/max_current/set", b"10", False),  # unknown id
+        (f"{prefix}/evse/garage-door/max_current/set", b"10", False),  # no EVSE id at all: answered here
     ]
     async with (
         TwcSlaveSim([spec(A, plugged_in=True)]) as sim,
@@ -475,6 +476,7 @@ async def test_max_current_bad_inputs_each_get_one_error_and_change_nothing(
             await bus.publish(topic, payload, retain=retain)
         await bus.wait_for(lambda: len(errors(bus, prefix)) >= len(bad), what="one error per bad input")
         await bus.publish(f"{prefix}/evse/car-5YJ3E1EA8KF000001/max_current/set", b"10")  # the tesla-bridge's
+        await bus.publish(f"{prefix}/evse/twc3-garage/max_current/set", b"10", retain=True)  # also the tesla-bridge's
         await asyncio.sleep(1.0)
         reported = errors(bus, prefix)
         await bus.publish(command, b"", retain=True)  # clear the retained command (itself reported as retained)

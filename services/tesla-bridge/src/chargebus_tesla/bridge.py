@@ -307,6 +307,12 @@ class TeslaBridge:
     async def on_max_current(self, message: Incoming) -> None:
         evse_id = message.parsed.ids.get("evse_id", "") if message.parsed else ""
         command = parse_command(message.payload)
+        if evse_id.startswith("twc3-"):
+            raise PayloadError(
+                f"{evse_id} is read-only: the Gen3 local API takes no commands (set its limit on the unit, and "
+                "[[tesla.wall_connectors]] max_current_a)",
+                command.transaction,
+            )
         car = self.cars.get(evse_id.removeprefix("car-"))
         if car is None:
             raise PayloadError(f"unknown EVSE {evse_id}: no [[tesla.vehicles]] entry has that VIN", command.transaction)
@@ -784,4 +790,5 @@ class CarRuntime:
 
 
 def _owns_car_evse(parsed: ParsedTopic) -> bool:
-    return parsed.ids.get("evse_id", "").startswith("car-")
+    """Cars and Gen3 Wall Connectors are this bridge's EVSEs; everything else is the twc-bridge's to answer."""
+    return parsed.ids.get("evse_id", "").startswith(("car-", "twc3-"))

@@ -340,8 +340,9 @@ async def setup(service: Service, config: TwcBridgeConfig) -> None:
 
 
 def _owns_twc_evse(parsed: ParsedTopic) -> bool:
-    """A car's or a Gen3's max_current/set belongs to the tesla-bridge, which alone answers for it."""
-    return parsed.ids.get("evse_id", "").startswith("twc-")
+    """A car's or a Gen3's max_current/set belongs to the tesla-bridge, which alone answers for it; this bridge
+    answers for its own kind and for ids that are no EVSE at all (one service must say so, contract §3)."""
+    return not parsed.ids.get("evse_id", "").startswith(("car-", "twc3-"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
