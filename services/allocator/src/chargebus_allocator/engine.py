@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -112,11 +112,6 @@ class Engine:
     state_key: object = None
     state_at: float = -math.inf
     meter_errors: RateLimit = field(default_factory=lambda: RateLimit(METER_ERROR_EVERY_S))
-    # The measured draw of every charge point when the grid meter's last reading arrived, and that reading's time:
-    # EVSE states arrive between meter readings, and only draws of the same moment may be set against a reading.
-    draw_at_grid: float | None = None
-    grid_seen_at: float | None = None
-    last_draw: float | None = None
 
     def __post_init__(self) -> None:
         allocator = self.config.allocator
@@ -224,25 +219,6 @@ class Engine:
         chargers = MeterValue(sum(point.power_w for point in points), at=now)
         return self.house.grid(readings, chargers)
 
-    def _paired(self, figure: GridFigure, draw_now: float) -> GridFigure:
-        """The grid meter's reading moved on by what the charge points' measured draw did since it arrived.
-
-        Without this, a draw reported between two meter readings entered the budget twice (once as "added back",
-        never yet as import) and allocations swung by the size of the step until the next reading. The draw as of a
-        reading is the one of the round before it arrived (rounds run within milliseconds of any input).
-        """
-        meter = self.house.grid_meter
-        reading = self.meters.last(meter) if meter is not None else None
-        previous, self.last_draw = self.last_draw, draw_now
-        if reading is None or figure.grid_w is None:
-            return figure
-        if reading.at != self.grid_seen_at:
-            self.grid_seen_at = reading.at
-            self.draw_at_grid = previous if previous is not None else draw_now
-        if self.draw_at_grid is None:
-            return figure
-        return replace(figure, grid_w=figure.grid_w + (draw_now - self.draw_at_grid))
-
     def inputs(self, now: float) -> Inputs:
         return self._inputs(now)[0]
 
@@ -273,7 +249,7 @@ class Engine:
         windows = self.schedules()
         if windows:
             points = schedules.with_schedule_caps(points, schedules.active_windows(windows, self.timezone, now))
-        figure = self._paired(self.grid_figure(points, now), sum(point.power_w for point in points))
+        figure = self.grid_figure(points, now)
         # Staleness is decided here, per meter (each has its own stale_after_s): a fresh figure is as of now.
         fresh = figure.grid_w is not None and not figure.stale
         grid = GridReading(figure.grid_w, now) if fresh and figure.grid_w is not None else None
