@@ -1,6 +1,6 @@
 """Generated hostile payloads (hypothesis) and the contract's rules that tell which of them must be refused.
 
-The fuzz tests send only payloads that the contract (§3, §5, §6) says are invalid on their topic, so each one must
+The fuzz tests send only payloads that the contract (§2, §3, §5, §6) says are invalid on their topic, so each one must
 be answered by exactly one ErrorEvent. Validity is judged here by an over-approximation written from the contract
 and the service READMEs, not by the services' own code: anything that *might* be accepted on some reading of the
 contract (`5.0` as an integer, `" NOW "` as a mode, any ISO-looking timestamp) counts as valid and is not sent, so a
@@ -37,6 +37,17 @@ VIN = re.compile(r"^[A-HJ-NPR-Z0-9]{17}$")
 MODES: Final = frozenset({"off", "now", "solar", "minsolar"})
 DEFAULT_WORD: Final = "default"
 ENVELOPE_KEYS: Final = frozenset({"v", "value", "transaction"})
+WEEKDAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+#: Day names a lenient reading might take too (any case, spaces around, written out).
+_DAY_NAMES: Final = frozenset({*WEEKDAYS, "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"})
+#: A window of `[[allocator.schedules]]` / `allocator/schedules/set` (§2; the README: unknown fields are refused).
+SCHEDULE_KEYS: Final = frozenset({"days", "start", "end", "power_w", "current_a", "evse_id", "vin"})
+MAX_SCHEDULES: Final = 100  # README: more than 100 windows is a bad command
+MAX_SCHEDULE_AMPS: Final = 80  # current_a > 0 and ≤ 80 (§2: 80 A is the largest Gen2 rating)
+VIN_LIST_KEYS: Final = frozenset({"allow", "deny"})
+MAX_VINS: Final = 1000  # README: more than 1 000 VINs per list is a bad command
+#: The allocator refuses larger commands unread (README).
+ALLOCATOR_MAX_COMMAND_BYTES: Final = 64 * 1024
 SETPOINT_FIELDS: Final = frozenset(
     {"v", "evse_id", "power_w", "charge", "phases", "voltage_v", "seq", "expires_at", "ttl_s", "reason"}
 )
@@ -183,6 +194,102 @@ def _charge_now_ok(value: Any) -> bool:
     return _is_default(value) or _in_range(value, 0, math.inf)
 
 
+_CLOCK = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
+
+
+def _clock_time(value: Any) -> tuple[int, int, int] | None:
+    """A local time "HH:MM" (§2), read leniently ("7:00", " 07:00 ", "07:00:00"); None when no reading takes it."""
+    if not isinstance(value, str):
+        return None
+    match = _CLOCK.match(value.strip())
+    if match is None:
+        return None
+    hours, minutes, seconds = int(match[1]), int(match[2]), int(match[3] or 0)
+    return (hours, minutes, seconds) if hours <= 23 and minutes <= 59 and seconds <= 59 else None
+
+
+def _id_like(pattern: re.Pattern[str], value: Any) -> bool:
+    """An id of the contract's form (§4), spaces around forgiven; case is not (VINs are upper case)."""
+    return isinstance(value, str) and pattern.match(value.strip()) is not None
+
+
+def _positive(value: Any, high: float = math.inf) -> bool:
+    number = _number(value)
+    return number is not None and 0 < number <= high
+
+
+def _schedule_ok(item: Any) -> bool:  # noqa: PLR0911 - one return per rule of §2
+    """One window (§2 `[[allocator.schedules]]`); a null field counts as absent (§3)."""
+    if not isinstance(item, dict) or not set(item) <= SCHEDULE_KEYS:
+        return False
+    days = item.get("days")
+    if not isinstance(days, list) or not days:
+        return False
+    if not all(isinstance(day, str) and day.strip().lower() in _DAY_NAMES for day in days):
+        return False
+    start, end = _clock_time(item.get("start")), _clock_time(item.get("end"))
+    if start is None or end is None or start == end:
+        return False
+    power, current = item.get("power_w"), item.get("current_a")
+    if (power is None) == (current is None):  # exactly one of them
+        return False
+    if not (power is None or _positive(power)) or not (current is None or _positive(current, MAX_SCHEDULE_AMPS)):
+        return False
+    evse_id, vin = item.get("evse_id"), item.get("vin")
+    if evse_id is not None and vin is not None:  # one scope at most
+        return False
+    return (evse_id is None or _id_like(EVSE_ID, evse_id)) and (vin is None or _id_like(VIN, vin))
+
+
+def _schedules_ok(value: Any) -> bool:
+    """`schedules/set`: a list of at most 100 windows (`[]` = none), or `default`."""
+    if _is_default(value):
+        return True
+    return isinstance(value, list) and len(value) <= MAX_SCHEDULES and all(_schedule_ok(item) for item in value)
+
+
+#: Words a boolean parser might take (pydantic's lax mode and more).
+_TRUE_WORDS: Final = ("true", "on", "yes", "1", "t", "y", "enable", "enabled")
+_FALSE_WORDS: Final = ("false", "off", "no", "0", "f", "n", "disable", "disabled")
+_SWITCH_WORDS: Final = frozenset((*_TRUE_WORDS, *_FALSE_WORDS))
+
+
+def _switch_ok(value: Any) -> bool:
+    """`schedules_enabled/set`: `true|false` or `default`; any word or number a boolean parser might take counts."""
+    if _is_default(value) or isinstance(value, bool):
+        return True
+    if isinstance(value, str):
+        return value.strip().lower() in _SWITCH_WORDS
+    return _number(value) in (0.0, 1.0)
+
+
+def _vin_lists_ok(value: Any) -> bool:
+    """`vins/set`'s value: `{"allow": [...], "deny": [...]}` (a missing or null list is empty), or `default`."""
+    if _is_default(value):
+        return True
+    if not isinstance(value, dict) or not set(value) <= VIN_LIST_KEYS:
+        return False
+    lists: list[set[str]] = []
+    for name in sorted(VIN_LIST_KEYS):
+        raw = value.get(name)
+        raw = [] if raw is None else raw
+        if not isinstance(raw, list) or len(raw) > MAX_VINS or not all(_id_like(VIN, item) for item in raw):
+            return False
+        lists.append({item.strip() for item in raw})
+    return not lists[0] & lists[1]  # a VIN in both lists is a contradiction
+
+
+def vins_might_be_valid(payload: bytes) -> bool:
+    """`vins/set` takes the lists as the envelope's `value` (§3) or bare, with `transaction` beside them (§5)."""
+    value = command_value(payload)
+    if value is not _UNREADABLE and _vin_lists_ok(value):
+        return True
+    data = _json_object(payload)
+    if data is None or ("v" in data and data["v"] not in (1, "1")):
+        return False
+    return _vin_lists_ok({key: item for key, item in data.items() if key not in {"v", "transaction"}})
+
+
 #: Per command kind: might this value be accepted? (True = do not send it as an invalid one.)
 VALUE_RULES: dict[str, Callable[[Any], bool]] = {
     "mode": lambda v: isinstance(v, str) and (v.strip().lower() in MODES or _is_default(v)),
@@ -191,6 +298,9 @@ VALUE_RULES: dict[str, Callable[[Any], bool]] = {
     "max_current_twc": lambda v: _is_default(v) or _in_range(v, 0, 32),  # [twc] wiring_max_amps = 32 in the test
     "max_current_car": lambda v: _is_default(v) or _in_range(v, 0, 48),  # README: min_amps…48 or default
     "charge_limit": lambda v: _in_range(v, 50, 100),
+    "schedules": _schedules_ok,
+    "schedules_enabled": _switch_ok,
+    "vins": _vin_lists_ok,  # the envelope's value; command_might_be_valid reads the bare form too
     "any": lambda _v: True,  # refresh/set of a known car: any payload is a request
     "never": lambda _v: False,  # an unknown id: every payload is refused
 }
@@ -241,6 +351,8 @@ def _json_object(payload: bytes) -> dict[str, Any] | None:
 def command_might_be_valid(kind: str, payload: bytes) -> bool:
     if kind == "any":
         return True  # not even read as a command: an empty or garbled refresh is still a refresh
+    if kind == "vins":
+        return vins_might_be_valid(payload)
     value = command_value(payload)
     return value is not _UNREADABLE and VALUE_RULES[kind](value)
 
@@ -281,8 +393,19 @@ def expected_transaction(payload: bytes) -> object:
             # Not a transaction (§6: string or integer), but pydantic's lax mode turns false into 0 and 3.0 into 3
             # in the command envelope: reported, not judged here.
             return ANY_TRANSACTION
+        if isinstance(transaction, str) and not _encodable(transaction):
+            # A lone surrogate ("\\udc00"): not UTF-8 text, so echoed as null or as an escape: not judged here.
+            return ANY_TRANSACTION
         readings.append(transaction if isinstance(transaction, str | int) else None)
     return readings[0] if readings[0] == readings[1] else ANY_TRANSACTION
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def broker_accepts_topic(topic: str) -> bool:
@@ -515,6 +638,234 @@ bad_charge_limits = st.one_of(
     _bad_numbers_text,
     st.sampled_from(["80%", "full", "50-100"]),
 )
+
+
+# -- allocator/schedules/set, schedules_enabled/set, vins/set --------------------------------------------------------
+
+VIN_SAMPLES: Final = ("5YJ3E1EA8KF000001", "5YJ3E1EA7KF000002", "WVWZZZ1JZXW000001")
+EVSE_ID_SAMPLES: Final = ("twc-0001", "twc-4a1b", "car-5YJ3E1EA8KF000001", "twc3-garage")
+_vins = st.sampled_from(VIN_SAMPLES)
+bad_vins = st.one_of(
+    _vins.map(str.lower),
+    _vins.map(lambda v: v[:8] + v[8].lower() + v[9:]),
+    st.sampled_from(
+        [
+            "5YJ3E1EA8KF00000",  # 16
+            "5YJ3E1EA8KF0000011",  # 18
+            "5YJ3E1EI8KF000001",  # I, O and Q are not used in VINs
+            "5YJ3E1EO8KF000001",
+            "5YJ3E1EQ8KF000001",
+            "5YJ3E1EA8KF 00001",
+            "5YJ3E1EA8KF-00001",
+            "car-5YJ3E1EA8KF000001",
+            "5YJ3E1EA8KF00000\uff11",  # a full-width digit
+            "",
+            "null",
+        ]
+    ),
+    st.from_regex(r"\A[A-Za-z0-9]{15,19}\Z").filter(lambda v: not VIN.match(v)),
+    json_scalars.filter(lambda v: not isinstance(v, str)),
+)
+_bad_evse_ids = st.one_of(
+    st.sampled_from(["TWC-0001", "twc-001", "twc-00011", "twc-000g", "car-5yj3e1ea8kf000001", "twc3-Garage", "twc3-"]),
+    topic_ids.filter(lambda i: not EVSE_ID.match(i.strip())),
+    json_scalars.filter(lambda v: not isinstance(v, str)),
+)
+_valid_times = st.builds(lambda h, m: f"{h:02d}:{m:02d}", st.integers(0, 23), st.integers(0, 59))
+#: A time and a way to write it that a lenient reading might still take: equal start and end stay an empty window.
+_equal_times = st.tuples(_valid_times, st.sampled_from(["{}", " {}", "{} ", "{}\n", "{}:00", "\t{}"]))
+_bad_times = st.one_of(
+    st.sampled_from(
+        [
+            "24:00",
+            "23:60",
+            "24:30",
+            "99:99",
+            "7:5",
+            "0700",
+            "07.00",
+            "07-00",
+            "07h00",
+            "07:00am",
+            "7 pm",
+            "07:",
+            ":30",
+            "-1:00",
+            "07:0",
+            "007:00",
+            "07:000",
+            "07:00:60",
+            "T07:00",
+            "07:00Z",
+            "07:00+01:00",
+            "noon",
+            "",
+            " ",
+        ]
+    ),
+    st.builds(lambda h, m: f"{h:02d}:{m:02d}", st.integers(24, 99), st.integers(0, 99)),
+    json_scalars.filter(lambda v: not isinstance(v, str)),
+)
+_day_lists = st.lists(st.sampled_from(WEEKDAYS), min_size=1, max_size=7, unique=True)
+_bad_days = st.one_of(
+    st.sampled_from(["mo", "mond", "mondays", "xyz", "", "lun", "montag", "mon,tue", "mon tue", "mon-fri", "weekdays"]),
+    st.sampled_from(["*", "all", "1", "7", "day"]),
+    st.integers(-1, 8),
+    st.none(),
+    st.booleans(),
+    st.lists(st.sampled_from(WEEKDAYS), min_size=1, max_size=2),
+    st.text(_chars, max_size=6),
+)
+_bad_day_lists = st.one_of(
+    st.just([]),
+    st.tuples(_day_lists, _bad_days, st.integers(0, 7)).map(lambda p: [*p[0][: p[2]], p[1], *p[0][p[2] :]]),
+    st.sampled_from(["mon", "mon,tue", "mon-fri", "weekdays", "daily"]),
+    st.dictionaries(st.sampled_from(WEEKDAYS), st.booleans(), min_size=1, max_size=3),
+    json_scalars,
+)
+_bad_powers = st.one_of(
+    st.sampled_from([0, 0.0, -0.0, -1, -7400, "0", "-1", "7400W", "7,4 kW", "", "inf", "1e999", "nan", [], {}, True]),
+    st.floats(max_value=0, allow_nan=False),
+    st.integers(max_value=0),
+    json_values,
+)
+_bad_schedule_amps = st.one_of(
+    st.sampled_from([0, -1, 80.01, 81, 100, 1e9, "0", "81", "16A", "", "inf", "nan", [], {}, True]),
+    st.floats(min_value=80.001, allow_nan=False),
+    st.floats(max_value=0, allow_nan=False),
+    st.integers(min_value=81),
+    json_values,
+)
+_schedule_misspellings = st.sampled_from(
+    ["day", "weekdays", "begin", "stop", "from", "to", "power", "powerW", "power_kw", "current", "amps", "evse", "VIN"]
+)
+
+
+@st.composite
+def valid_schedules(draw: st.DrawFn) -> dict[str, Any]:
+    """One window as contract §2 shows it (start and end may rarely be drawn equal: then it is invalid)."""
+    item: dict[str, Any] = {"days": draw(_day_lists), "start": draw(_valid_times), "end": draw(_valid_times)}
+    if draw(st.booleans()):
+        item["power_w"] = draw(st.sampled_from([7400, 1, 3680.5, 11_000]))
+    else:
+        item["current_a"] = draw(st.sampled_from([16, 6, 80, 32.5]))
+    scope = draw(st.sampled_from(["all", "all", "evse_id", "vin"]))
+    if scope == "evse_id":
+        item["evse_id"] = draw(st.sampled_from(EVSE_ID_SAMPLES))
+    elif scope == "vin":
+        item["vin"] = draw(_vins)
+    return item
+
+
+_schedule_mutations = st.one_of(
+    st.tuples(st.just("set"), st.just("days"), _bad_day_lists),
+    st.tuples(st.just("set"), st.sampled_from(["start", "end"]), _bad_times),
+    st.tuples(st.just("equal"), st.sampled_from(["start", "end"]), _equal_times),
+    st.tuples(st.just("set"), st.just("power_w"), _bad_powers | st.sampled_from([7400, 1, "7400"])),
+    st.tuples(st.just("set"), st.just("current_a"), _bad_schedule_amps | st.sampled_from([16, 80, "16"])),
+    st.tuples(st.just("drop"), st.sampled_from(["days", "start", "end", "power_w", "current_a"]), st.none()),
+    st.tuples(st.just("set"), st.just("evse_id"), _bad_evse_ids | st.sampled_from(EVSE_ID_SAMPLES)),
+    st.tuples(st.just("set"), st.just("vin"), bad_vins | _vins),
+    st.tuples(st.just("set"), _schedule_misspellings | st.text(_chars, min_size=1, max_size=10), json_scalars),
+)
+
+
+@st.composite
+def _mutated_schedule_lists(draw: st.DrawFn) -> list[Any]:
+    """One to four windows, one or two mutations of them: bad days, times, caps, scopes, unknown or missing keys."""
+    items = draw(st.lists(valid_schedules(), min_size=1, max_size=4))
+    for _ in range(draw(st.integers(1, 2))):
+        item = items[draw(st.integers(0, len(items) - 1))]
+        action, key, value = draw(_schedule_mutations)
+        if action == "drop":
+            item.pop(key, None)
+        elif action == "equal":  # start and end the same time, one of them perhaps written differently
+            time, written = value
+            item[key], item["end" if key == "start" else "start"] = written.format(time), time
+        else:
+            item[key] = value
+    return items
+
+
+bad_schedules = weighted(
+    (12, _mutated_schedule_lists()),
+    (1, st.tuples(valid_schedules(), st.integers(MAX_SCHEDULES + 1, MAX_SCHEDULES + 30)).map(lambda p: [p[0]] * p[1])),
+    (1, valid_schedules()),  # one window, not in a list
+    (1, st.fixed_dictionaries({"schedules": st.lists(valid_schedules(), max_size=2)})),
+    (1, st.lists(json_values, min_size=1, max_size=3)),
+    (1, st.sampled_from(["defaults", "none", "off", "[]x", "[ ]]", "mon 23:00-06:00 7400", "DEFAULT!"])),
+    (1, json_scalars),
+)
+bad_switches = st.one_of(
+    st.sampled_from(["maybe", "truee", "ture", "flase", "tru", "onn", "2", "-1", "", "null", "none", "defaults"]),
+    st.sampled_from(["enable!", "ja", "nein", "schedule", "True!", "[true]", "{true}"]),
+    st.integers().filter(lambda n: n not in (0, 1)),
+    st.floats(allow_nan=False).filter(lambda f: f not in (0.0, 1.0)),
+    st.lists(st.booleans(), min_size=1, max_size=2),
+    st.fixed_dictionaries({"enabled": st.booleans()}),
+    json_values,
+)
+
+
+@st.composite
+def _mutated_vin_lists(draw: st.DrawFn) -> Any:
+    """`{"allow": [...], "deny": [...]}` with one or two mutations: a VIN in both, bad or lower-case VINs, wrong
+    types, unknown keys, more than 1 000 VINs."""
+    data: dict[str, Any] = {}
+    for name in ("allow", "deny"):
+        if draw(st.integers(0, 3)) > 0:
+            data[name] = draw(st.lists(_vins, max_size=2, unique=True))
+    for _ in range(draw(st.integers(1, 2))):
+        name = draw(st.sampled_from(["allow", "deny"]))
+        action = draw(st.sampled_from(["both", "both", "bad", "bad", "bad", "type", "extra", "many"]))
+        if action == "both":  # the same VIN in both lists, perhaps written differently in one of them
+            vin = draw(_vins)
+            variant = draw(st.sampled_from(["{}", "{}", "{}", " {}", "{}\n", "{} "])).format(vin)
+            for side, written in (
+                ("allow", vin if name == "allow" else variant),
+                ("deny", variant if name == "allow" else vin),
+            ):
+                data[side] = [*data[side], written] if isinstance(data.get(side), list) else [written]
+        elif action == "bad":
+            items = list(data[name]) if isinstance(data.get(name), list) else []
+            items.insert(draw(st.integers(0, len(items))), draw(bad_vins))
+            data[name] = items
+        elif action == "type":
+            data[name] = draw(
+                st.one_of(
+                    _vins,
+                    st.just(",".join(VIN_SAMPLES)),
+                    st.dictionaries(_vins, st.booleans(), min_size=1, max_size=2),
+                    json_scalars.filter(lambda v: v is not None),
+                )
+            )
+        elif action == "extra":
+            key = draw(st.sampled_from(["allowed", "denied", "allow_list", "deny_list", "v", "vins", "Allow"]))
+            data[draw(st.just(key) | st.text(_chars, min_size=1, max_size=10))] = draw(json_values)
+        else:
+            data[name] = [draw(_vins)] * draw(st.integers(MAX_VINS + 1, MAX_VINS + 40))
+    return data
+
+
+bad_vin_lists = weighted(
+    (10, _mutated_vin_lists()),
+    (1, st.lists(_vins, min_size=1, max_size=2)),  # a bare list: allow or deny?
+    (1, st.sampled_from(["open", "none", "allow_list", "defaults", "5YJ3E1EA8KF000001", "allow=5YJ3E1EA8KF000001"])),
+    (1, json_scalars),
+)
+
+
+def vins_payloads(values: st.SearchStrategy[Any]) -> st.SearchStrategy[bytes]:
+    """`vins/set`: the object bare (§5, optionally with a transaction beside the lists), in the envelope (§3)."""
+
+    def beside(parts: tuple[Any, Any, bool]) -> bytes:
+        value, transaction, ascii_only = parts
+        data = {**value, "transaction": transaction} if isinstance(value, dict) else value
+        return _dumps(data, ascii_only, spaced=False)
+
+    near = weighted((2, values), (1, json_values))
+    bare = st.tuples(near, _transactions, st.booleans()).map(beside)
+    return weighted((3, garbage()), (2, plain(near)), (2, bare), (3, envelopes(near)))
 
 
 def setpoints(evse_id: str, other_ids: list[str]) -> st.SearchStrategy[bytes]:

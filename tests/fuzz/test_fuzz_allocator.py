@@ -5,10 +5,11 @@ setpoint is steady). Every payload sent is invalid by the contract; each must ge
 `<p>/allocator/error` and change nothing: the retained `allocator/state` and the setpoint stay as they were, no
 override reaches the state file, the process lives.
 
-Topics: `allocator/mode/set`, `allocator/charge_now/set`, `evse/<id>/mode/set`, `evse/<id>/priority/set`,
-`vehicle/<vin>/priority/set` (valid and malformed ids), `evse/<id>/state` and `vehicle/<vin>/state`.
-`allocator/schedules/set`, `schedules_enabled/set` and `vins/set` are not subscribed yet (README "Not yet"), so
-they are not fuzzed.
+Topics: `allocator/mode/set`, `allocator/charge_now/set`, `allocator/schedules/set`,
+`allocator/schedules_enabled/set`, `allocator/vins/set` (bare lists and envelope), `evse/<id>/mode/set`,
+`evse/<id>/priority/set`, `vehicle/<vin>/priority/set` (valid and malformed ids), `evse/<id>/state` and
+`vehicle/<vin>/state`. Payloads above the allocator's 64 KiB and the runtime's 256 KiB go to `allocator/mode/set`,
+`evse/<id>/priority/set`, `schedules/set`, `schedules_enabled/set` and `vins/set`.
 """
 
 from __future__ import annotations
@@ -74,35 +75,19 @@ def plan(prefix: str, seed: int) -> Plan:
         return lambda _topic, payload: not fp.command_might_be_valid(kind, payload)
 
     retained = 0.08
-    result.add(
-        p + "allocator/mode/set", fp.command_payloads(fp.bad_modes), 520, command("mode"), retained_share=retained
-    )
-    result.add(
-        p + "allocator/charge_now/set",
-        fp.command_payloads(fp.bad_charge_now),
-        520,
-        command("charge_now"),
-        retained_share=retained,
-    )
-    result.add(
-        p + f"evse/{EVSE}/mode/set", fp.command_payloads(fp.bad_modes), 300, command("mode"), retained_share=retained
-    )
-    result.add(
-        p + f"evse/{EVSE}/priority/set",
-        fp.command_payloads(fp.bad_priorities),
-        330,
-        command("priority"),
-        retained_share=retained,
-    )
-    result.add(
-        p + f"vehicle/{VIN}/priority/set",
-        fp.command_payloads(fp.bad_priorities),
-        300,
-        command("priority"),
-        retained_share=retained,
-    )
+    for topic, strategy, count, kind in (
+        ("allocator/mode/set", fp.command_payloads(fp.bad_modes), 380, "mode"),
+        ("allocator/charge_now/set", fp.command_payloads(fp.bad_charge_now), 380, "charge_now"),
+        ("allocator/schedules/set", fp.command_payloads(fp.bad_schedules), 320, "schedules"),
+        ("allocator/schedules_enabled/set", fp.command_payloads(fp.bad_switches), 120, "schedules_enabled"),
+        ("allocator/vins/set", fp.vins_payloads(fp.bad_vin_lists), 240, "vins"),
+        (f"evse/{EVSE}/mode/set", fp.command_payloads(fp.bad_modes), 220, "mode"),
+        (f"evse/{EVSE}/priority/set", fp.command_payloads(fp.bad_priorities), 240, "priority"),
+        (f"vehicle/{VIN}/priority/set", fp.command_payloads(fp.bad_priorities), 220, "priority"),
+    ):
+        result.add(p + topic, strategy, count, command(kind), retained_share=retained)
     # Malformed ids: every payload is refused ("unknown id"), valid values included.
-    for pattern, count in (("evse/{}/mode/set", 120), ("evse/{}/priority/set", 120), ("vehicle/{}/priority/set", 120)):
+    for pattern, count in (("evse/{}/mode/set", 90), ("evse/{}/priority/set", 90), ("vehicle/{}/priority/set", 90)):
         ids = fp.generate(bad_ids(EVSE), count, seed + len(pattern))
         result.add(
             topics_of(p + pattern, ids),
@@ -114,20 +99,37 @@ def plan(prefix: str, seed: int) -> Plan:
     result.add(
         state_topic,
         fp.states(fp.EVSE_STATE_FIELDS, "evse_id", EVSE),
-        200,
+        170,
         lambda _topic, payload: not fp.state_might_be_valid(fp.EVSE_STATE_FIELDS, "evse_id", EVSE, payload),
     )
     vehicle_topic = p + f"vehicle/{VIN}/state"
     result.add(
         vehicle_topic,
         fp.states(fp.VEHICLE_STATE_FIELDS, "vin", VIN),
-        150,
+        120,
         lambda _topic, payload: not fp.state_might_be_valid(fp.VEHICLE_STATE_FIELDS, "vin", VIN, payload),
     )
     big = b'{"value": "' + b"n" * 70_000 + b'", "transaction": "big"}'  # above the allocator's 64 KiB
     huge = b"x" * 300_000  # above the runtime's 256 KiB
     result.add_cases(Case(p + "allocator/mode/set", payload) for payload in (big, huge, b"now" + b" " * 70_000))
     result.add_cases(Case(p + f"evse/{EVSE}/priority/set", payload) for payload in (big, huge))
+    # Valid values made too large by padding: refused for their size alone.
+    padding = b" " * (fp.ALLOCATOR_MAX_COMMAND_BYTES + 1)
+    window = json.dumps([{"days": ["mon"], "start": "23:00", "end": "06:00", "power_w": 7400}]).encode()
+    lists = json.dumps({"allow": [VIN], "deny": []}).encode()
+    oversize = {
+        "allocator/schedules/set": [
+            window + padding,
+            b'{"value": ' + window + b', "transaction": "big"' + padding + b"}",
+        ],
+        "allocator/schedules_enabled/set": [
+            b"false" + padding,
+            b'{"value": true, "transaction": "big"' + padding + b"}",
+        ],
+        "allocator/vins/set": [lists + padding, lists[:-1] + b', "transaction": "big"' + padding + b"}"],
+    }
+    for topic, payloads in oversize.items():
+        result.add_cases(Case(p + topic, payload) for payload in [*payloads, huge])
     return result
 
 

@@ -256,14 +256,14 @@ class WallConnectorConfig(Section):
     @classmethod
     def _host(cls, value: str) -> str:
         host, _, port = value.partition(":")
-        if not _HOST.match(host) or (port and not (port.isdigit() and 0 < int(port) < 65536)):
+        if not _HOST.fullmatch(host) or (port and not (port.isdigit() and 0 < int(port) < 65536)):
             raise ValueError('must be "host" or "host:port" (a name or IPv4 address, no scheme or path)')
         return value
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _TWC3_NAME.match(value):
+        if not _TWC3_NAME.fullmatch(value):
             raise ValueError("must be 1-32 characters of a-z, 0-9 and '-' (it becomes the id twc3-<name>)")
         return value
 
@@ -328,7 +328,7 @@ class ScheduleConfig(Section):
     @field_validator("start", "end")
     @classmethod
     def _hhmm(cls, value: str) -> str:
-        if not _HHMM.match(value):
+        if not _HHMM.fullmatch(value):
             raise ValueError('must be local time "HH:MM" (00:00-23:59)')
         return value
 

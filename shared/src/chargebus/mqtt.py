@@ -231,6 +231,8 @@ class Service:
         """One ErrorEvent on `<p>/<service>/error` and one log line (contract §3)."""
         self.errors_reported += 1
         preview = payload_preview(payload)
+        # Input can put lone surrogates into an error text (an unknown key quoted back): keep it UTF-8.
+        error = error.encode("utf-8", errors="replace").decode("utf-8")
         try:
             event = ErrorEvent(topic=topic, payload=preview, error=error, transaction=transaction)
         except ValidationError:  # a transaction that cannot be echoed (not UTF-8 text): answer without it

@@ -201,7 +201,7 @@ class Topics:
             return None
         rest = topic[len(head) :]
         for spec, matcher, names in _MATCHERS:
-            match = matcher.match(rest)
+            match = matcher.fullmatch(rest)
             if match is not None:
                 ids = dict(zip(names, match.groups(), strict=True))
                 if spec.key in {"status", "error"} and ids["service"] not in SERVICES:

@@ -74,14 +74,14 @@ def charge_now(value: Any) -> tuple[float, str | None]:
 
 def evse(evse_id: Any) -> str:
     """An id of the contract's patterns (§4). It need not be known yet: an EVSE may appear later."""
-    if not isinstance(evse_id, str) or not _EVSE_ID.match(evse_id):
+    if not isinstance(evse_id, str) or not _EVSE_ID.fullmatch(evse_id):
         raise ValueError(f"unknown evse id {_show(evse_id)}: ids are twc-<4 hex>, car-<VIN> or twc3-<name>")
     return evse_id
 
 
 def vin(value: Any) -> tuple[str, str | None]:
     """A VIN (17 of [A-HJ-NPR-Z0-9], upper case) and a warning when its ISO 3779 check digit is wrong."""
-    if not isinstance(value, str) or not _VIN.match(value):
+    if not isinstance(value, str) or not _VIN.fullmatch(value):
         raise ValueError(f"invalid VIN {_show(value)}: 17 characters of A-H, J-N, P, R-Z and 0-9, upper case")
     warning = None if vin_check_digit_ok(value) else f"VIN {value}: check digit does not match (accepted)"
     return value, warning

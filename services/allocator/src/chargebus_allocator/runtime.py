@@ -19,7 +19,7 @@ from typing import Any
 from chargebus.config import AllocatorServiceConfig
 from chargebus.ha import Discovery
 from chargebus.mqtt import Incoming, Service
-from chargebus.schema import CommandEnvelope, PayloadError, decode_json, parse_command, transaction_of
+from chargebus.schema import CommandEnvelope, PayloadError, decode_json, parse_command, transaction_in, transaction_of
 from chargebus.statefile import read_json_if_present, write_json
 
 from chargebus_allocator import commands, overrides, schedules, statefile
@@ -290,7 +290,10 @@ def _vins_command(payload: bytes) -> CommandEnvelope:
 
 def _check_size(message: Incoming) -> None:
     if len(message.payload) > commands.MAX_COMMAND_BYTES:
-        raise ValueError(f"payload too large ({len(message.payload)} bytes, at most {commands.MAX_COMMAND_BYTES})")
+        raise PayloadError(
+            f"payload too large ({len(message.payload)} bytes, at most {commands.MAX_COMMAND_BYTES})",
+            transaction_in(message.payload),
+        )
 
 
 async def setup(service: Service, config: AllocatorServiceConfig) -> None:

@@ -185,7 +185,7 @@ def parse_schedules(value: Any) -> tuple[ScheduleConfig, ...] | None:
     if len(value) > MAX_SCHEDULES:
         raise ValueError(f"at most {MAX_SCHEDULES} schedules, got {len(value)}")
     try:
-        schedules = _LIST.validate_python(value)
+        schedules = _LIST.validate_python(value, strict=True)  # strict: `true` is not 1 W
     except ValidationError as exc:
         raise ValueError(_describe(exc)) from None
     for index, schedule in enumerate(schedules):

@@ -72,7 +72,7 @@ class OverrideStore:
         skipped: list[str] = []
         for evse_id, amps in stored.items():
             valid = isinstance(amps, int) and not isinstance(amps, bool) and 0 <= amps <= _MAX_STORED_AMPS
-            if _EVSE_ID.match(evse_id) and valid:
+            if _EVSE_ID.fullmatch(evse_id) and valid:
                 overrides[evse_id] = amps
             else:
                 skipped.append(evse_id)

@@ -276,7 +276,7 @@ class SlaveRegistry:
             return []
         vin = "".join(parts[part] for part in (1, 2, 3))
         parts.clear()
-        if not _VIN_RE.match(vin) or vin == slave.vin:
+        if not _VIN_RE.fullmatch(vin) or vin == slave.vin:
             # Empty: no CAN, a non-Tesla car or nothing to say; malformed: a bad read. Both keep the last VIN.
             return []
         slave.vin = vin
