@@ -9,9 +9,9 @@ import socket
 from pathlib import Path
 from typing import Any
 
-import serial
 from chargebus.schema import EvseState
 from chargebus_sim.twc_slave import SlaveSpec, TwcSlaveSim
+from chargebus_sim.twc_tcp import TwcTcpServer
 from chargebus_twc.codec import MasterHeartbeat
 
 from tests.faults.fault_support import (
@@ -146,42 +146,6 @@ async def test_device_path_unplugged_and_replugged_marks_slaves_offline_then_dri
     assert_clean_log(process)
 
 
-class SocketLine:
-    """A ser2net-like TCP server in front of a simulator's pty (`socket://127.0.0.1:<port>`) that can be cut."""
-
-    def __init__(self, pty_path: str) -> None:
-        self.pty_path = pty_path
-        self.port = 0
-        self.server: asyncio.Server | None = None
-        self._writers: list[asyncio.StreamWriter] = []
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, reuse_address=True)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def cut(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        for writer in self._writers:
-            writer.transport.abort()
-        self._writers.clear()
-        await self.server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.append(writer)
-        line = serial.Serial(self.pty_path, 9600, timeout=0)
-        loop = asyncio.get_running_loop()
-        loop.add_reader(line.fileno(), lambda: writer.write(line.read(4096)))
-        try:
-            while data := await reader.read(4096):
-                line.write(data)
-        except ConnectionError:
-            pass
-        finally:
-            loop.remove_reader(line.fileno())
-            line.close()
-
-
 async def test_socket_line_cut_and_restored_keeps_the_slaves_and_their_offers(
     mqtt_broker: BrokerUnderTest, prefix: str, tmp_path: Path
 ) -> None:
@@ -190,9 +154,9 @@ async def test_socket_line_cut_and_restored_keeps_the_slaves_and_their_offers(
     the line listens again on the same port the process reconnects by itself and drives both slaves at their
     setpoint again, without ever exceeding a limit."""
     async with TwcSlaveSim(specs()) as sim:
-        line = SocketLine(sim.port)
+        line = TwcTcpServer(sim)
         await line.start()
-        url = f"socket://127.0.0.1:{line.port}"
+        url = line.url
         process = service_process("twc-bridge", bridge_config(tmp_path, url), mqtt_broker.url, prefix)
         wanted = dict.fromkeys((TWC_A, TWC_B), float(SETPOINT_A))
         try:
@@ -200,7 +164,7 @@ async def test_socket_line_cut_and_restored_keeps_the_slaves_and_their_offers(
                 await publish_setpoints(bus, prefix)
                 process.start(tmp_path / "twc-bridge.log")
                 await wait_offers(sim, wanted, timeout=20, what="the setpoints before the cut")
-                await line.cut()
+                await line.stop()
                 await bus.wait_for(
                     lambda: online(bus, prefix, "4a1b") is False and online(bus, prefix, "5c2d") is False,
                     timeout=10,
@@ -238,6 +202,6 @@ async def test_socket_line_cut_and_restored_keeps_the_slaves_and_their_offers(
                     await bus.publish(f"{prefix}/evse/twc-{slave}/setpoint", b"", retain=True)
         finally:
             await asyncio.to_thread(process.stop)
-            await line.cut()
+            await line.stop()
     assert_bus_cap(sim, BUS_A, WIRING_A)
     assert_clean_log(process)

@@ -13,6 +13,7 @@ import serial
 import serial.rfc2217
 from chargebus.clock import SystemClock
 from chargebus_sim.twc_slave import SlaveSpec, TwcSlaveSim
+from chargebus_sim.twc_tcp import TwcTcpServer
 from chargebus_twc.bus import BusEvent, PortDown, PortUp, SerialBus, WriteRefused
 from chargebus_twc.codec import MasterHeartbeat, UnknownMessage
 from chargebus_twc.link import BusLink
@@ -21,41 +22,6 @@ from chargebus_twc.slaves import SlaveLinked
 
 A = 0x4A1B
 MASTER = 0x7777
-
-
-class SocketLine:
-    """A TCP server in front of the simulator's pty, like a ser2net/ESP RS-485 bridge: socket://127.0.0.1:port."""
-
-    def __init__(self, pty_path: str) -> None:
-        self.pty_path = pty_path
-        self.server: asyncio.Server | None = None
-        self.port = 0
-        self._writers: list[asyncio.StreamWriter] = []
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        for writer in self._writers:
-            writer.close()
-        await self.server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.append(writer)
-        line = serial.Serial(self.pty_path, 9600, timeout=0)
-        loop = asyncio.get_running_loop()
-        loop.add_reader(line.fileno(), lambda: writer.write(line.read(4096)))
-        try:
-            while data := await reader.read(4096):
-                line.write(data)
-        except ConnectionError:
-            pass
-        finally:
-            loop.remove_reader(line.fileno())
-            line.close()
 
 
 class PtyLine(serial.Serial):  # type: ignore[misc]  # pyserial ships no types
@@ -148,10 +114,10 @@ async def wait_offer(sim: TwcSlaveSim, amps: float, since: int = 0) -> None:
 async def test_a_socket_line_that_goes_away_is_reopened_when_it_returns() -> None:
     clock = SystemClock()
     async with TwcSlaveSim([SlaveSpec(A, plugged_in=True, lag_s=0.1)]) as sim:
-        line = SocketLine(sim.port)
+        line = TwcTcpServer(sim)
         await line.start()
         link = BusLink(clock, mode="master", master_id=MASTER, sign=0x77)
-        bus = SerialBus(f"socket://127.0.0.1:{line.port}", link, clock, lambda: {A: 10})
+        bus = SerialBus(line.url, link, clock, lambda: {A: 10})
         async with running(bus):
             await next_event(bus, PortUp)
             linked = await next_event(bus, SlaveLinked)

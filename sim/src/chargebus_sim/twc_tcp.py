@@ -66,10 +66,13 @@ class TwcTcpServer:
         self._server = await asyncio.start_server(self._serve_client, self.host, self._wanted_port)
 
     async def stop(self) -> None:
+        """Cut the line: connections reset, nothing listens. `start()` again listens on the same port."""
         if self._server is not None:
+            self._wanted_port = self.port
             self._server.close()
             for writer in list(self._clients):
-                writer.close()
+                writer.transport.abort()
+            self._clients.clear()
             await self._server.wait_closed()
             self._server = None
         if self._fd is not None:
@@ -88,6 +91,8 @@ class TwcTcpServer:
     def port(self) -> int:
         """The TCP port listened on (the one the OS chose when asked for 0); available after `start()`."""
         if self._server is None:
+            if self._wanted_port:
+                return self._wanted_port  # cut by stop(): start() listens here again
             raise RuntimeError("the server is not started")
         port: int = self._server.sockets[0].getsockname()[1]
         return port
