@@ -565,7 +565,7 @@ def plain(values: st.SearchStrategy[Any]) -> st.SearchStrategy[bytes]:
     def render(parts: tuple[Any, bool]) -> bytes:
         value, bare = parts
         if bare and isinstance(value, str):
-            return value.encode()
+            return value.encode("utf-8", errors="surrogatepass")  # a raw surrogate: invalid UTF-8
         return _dumps(value, ascii_only=True, spaced=False)
 
     return st.tuples(values, st.booleans()).map(render)
