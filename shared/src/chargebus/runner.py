@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from chargebus.clock import clock_from_env
 from chargebus.config import ConfigT, load_or_exit
@@ -43,6 +44,7 @@ def run_service(name: str, config_cls: type[ConfigT], setup: Setup[ConfigT], arg
         return 2
 
     async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(_log_loop_error)
         service = Service(name, config.mqtt, clock=clock)
         await setup(service, config)
         logging.getLogger("chargebus").info(
@@ -52,3 +54,10 @@ def run_service(name: str, config_cls: type[ConfigT], setup: Setup[ConfigT], arg
 
     asyncio.run(main())
     return 0
+
+
+def _log_loop_error(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """One line per event, also for what asyncio reports itself (a serial device vanishing mid-write): the service
+    handles the loss; a traceback in its log would only look like a crash."""
+    error = context.get("exception")
+    logging.getLogger("chargebus").error(f"event=loop_error message={context.get('message', '')!r} error={error!r}")
