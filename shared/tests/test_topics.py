@@ -54,3 +54,12 @@ def test_ids_cannot_escape_their_level() -> None:
 def test_table_lists_every_topic_under_the_prefix() -> None:
     table = topic_table("home")
     assert all(f"home/{spec.pattern}" in table for spec in TOPICS)
+
+
+def test_each_evse_id_has_one_owning_bridge() -> None:
+    from chargebus.topics import owning_bridge  # noqa: PLC0415 - kept beside the one test that needs it
+
+    assert owning_bridge("twc-4a1b") == "twc-bridge"
+    assert owning_bridge("car-5YJ3E1EA8KF000001") == "tesla-bridge"
+    assert owning_bridge("twc3-garage") == "tesla-bridge"
+    assert owning_bridge("garage-door") == "twc-bridge"  # no EVSE kind: one service still answers (contract §3)

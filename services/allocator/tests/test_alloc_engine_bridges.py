@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from chargebus_allocator.engine import Engine, Round, owning_bridge
+from chargebus.topics import owning_bridge
+from chargebus_allocator.engine import Engine, Round
 
 from services.allocator.tests.alloc_builders import T0, VIN_A, VIN_B, feed_evse, feed_vehicle, make_engine
 

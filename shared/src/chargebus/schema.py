@@ -425,6 +425,15 @@ def parse_command(payload: bytes) -> CommandEnvelope:
     return CommandEnvelope(value=data)
 
 
+def parse_for_topic(model: type[ModelT], payload: bytes, field: str, topic_id: str | None) -> ModelT:
+    """`parse_payload`, and the payload's `field` (`evse_id`, `vin`) must name what its topic names (None: no check)."""
+    parsed = parse_payload(model, payload)
+    named = getattr(parsed, field)
+    if topic_id is not None and named != topic_id:
+        raise PayloadError(f"{field} {named!r} does not match the topic's {topic_id!r}")
+    return parsed
+
+
 def parse_power(payload: bytes) -> PowerReading:
     """A meter payload: a plain number of watts, or a PowerReading object."""
     data = decode_json(payload)

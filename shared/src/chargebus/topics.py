@@ -12,6 +12,16 @@ from dataclasses import dataclass
 from typing import Literal
 
 SERVICES = ("twc-bridge", "tesla-bridge", "allocator", "history")
+TWC_BRIDGE, TESLA_BRIDGE = "twc-bridge", "tesla-bridge"
+BRIDGES = (TWC_BRIDGE, TESLA_BRIDGE)
+
+
+def owning_bridge(evse_id: str) -> str:
+    """The bridge that publishes an EVSE and answers its commands: `car-*` and `twc3-*` the tesla-bridge, `twc-*` the
+    twc-bridge, which also answers for ids of no EVSE kind (one service must, contract §3)."""
+    return TESLA_BRIDGE if evse_id.startswith(("car-", "twc3-")) else TWC_BRIDGE
+
+
 DEFAULT_PREFIX = "chargebus"
 
 Direction = Literal["in", "out", "in/out"]

@@ -25,8 +25,14 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from chargebus.config import AllocatorServiceConfig, CircuitConfig, ScheduleConfig
-from chargebus.schema import AllocatorState, EvseState, PayloadError, Setpoint, VehicleState, parse_payload
-from chargebus.topics import Topics
+from chargebus.schema import (
+    AllocatorState,
+    EvseState,
+    Setpoint,
+    VehicleState,
+    parse_for_topic,
+)
+from chargebus.topics import BRIDGES, Topics, owning_bridge
 
 from chargebus_allocator import report, schedules
 from chargebus_allocator.allocate import allocate
@@ -57,15 +63,6 @@ _LATE_S = 0.001
 _VOLATILE_STATE = frozenset({"computed_at", "compute_ms"})
 
 SetpointKey = tuple[float | None, bool | None, int | None, float | None]
-
-TWC_BRIDGE = "twc-bridge"
-TESLA_BRIDGE = "tesla-bridge"
-BRIDGES = (TWC_BRIDGE, TESLA_BRIDGE)
-
-
-def owning_bridge(evse_id: str) -> str:
-    """The bridge that publishes an EVSE: `twc-*` the twc-bridge, `car-*` and `twc3-*` the tesla-bridge."""
-    return TWC_BRIDGE if evse_id.startswith("twc-") else TESLA_BRIDGE
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,9 +128,7 @@ class Engine:
         """A message on `<p>/evse/<evse_id>/state`; an empty one removes the EVSE. True when something changed."""
         if not payload:
             return self.evses.pop(evse_id, None) is not None
-        state = parse_payload(EvseState, payload)
-        if state.evse_id != evse_id:
-            raise PayloadError(f"evse_id {state.evse_id!r} does not match the topic's {evse_id!r}")
+        state = parse_for_topic(EvseState, payload, "evse_id", evse_id)
         if self.evses.get(evse_id) == state:
             return False
         self.evses[evse_id] = state
@@ -143,9 +138,7 @@ class Engine:
         """A message on `<p>/vehicle/<vin>/state`; an empty one removes the car. True when something changed."""
         if not payload:
             return self.vehicles.pop(vin, None) is not None
-        state = parse_payload(VehicleState, payload)
-        if state.vin != vin:
-            raise PayloadError(f"vin {state.vin!r} does not match the topic's {vin!r}")
+        state = parse_for_topic(VehicleState, payload, "vin", vin)
         if self.vehicles.get(vin) == state:
             return False
         self.vehicles[vin] = state

@@ -27,7 +27,14 @@ from chargebus.config import HistoryServiceConfig
 from chargebus.ha import Discovery, availability, device_ref, entity, evse_device_id, vehicle_device_id
 from chargebus.mqtt import Backoff, Incoming, Service
 from chargebus.runner import run_service
-from chargebus.schema import EvseState, HistoryRequest, HistoryResponse, PayloadError, VehicleState, parse_payload
+from chargebus.schema import (
+    EvseState,
+    HistoryRequest,
+    HistoryResponse,
+    PayloadError,
+    VehicleState,
+    parse_for_topic,
+)
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from sqlalchemy.exc import DataError, IntegrityError
@@ -174,10 +181,8 @@ class HistoryRuntime:
     async def on_evse_state(self, message: Incoming) -> None:
         if not message.payload:
             return  # a retained state being cleared
-        state = parse_payload(EvseState, message.payload)
-        topic_id_ = message.parsed.ids.get("evse_id") if message.parsed else None
-        if topic_id_ is not None and topic_id_ != state.evse_id:
-            raise PayloadError(f"evse_id {state.evse_id!r} does not match the topic's {topic_id_!r}")
+        topic_evse = message.parsed.ids.get("evse_id") if message.parsed else None
+        state = parse_for_topic(EvseState, message.payload, "evse_id", topic_evse)
         record = EvseRecord.from_payload(self.service.clock.time(), state.model_dump(mode="json"))
         self.names[f"{EVSE_KIND}:{state.evse_id}"] = state.name
         self.held.hold(record)
@@ -186,10 +191,8 @@ class HistoryRuntime:
     async def on_vehicle_state(self, message: Incoming) -> None:
         if not message.payload:
             return
-        state = parse_payload(VehicleState, message.payload)
         topic_vin = message.parsed.ids.get("vin") if message.parsed else None
-        if topic_vin is not None and topic_vin != state.vin:
-            raise PayloadError(f"vin {state.vin!r} does not match the topic's {topic_vin!r}")
+        state = parse_for_topic(VehicleState, message.payload, "vin", topic_vin)
         record = VehicleRecord.from_payload(self.service.clock.time(), state.model_dump(mode="json"))
         self.names[f"vehicle:{state.vin}"] = state.name
         self.held.hold(record)

@@ -31,11 +31,11 @@ from chargebus.schema import (
     Usage,
     UsageCar,
     parse_command,
-    parse_payload,
+    parse_for_topic,
     transaction_in,
 )
 from chargebus.statefile import read_json, write_json
-from chargebus.topics import ParsedTopic, Topics
+from chargebus.topics import TESLA_BRIDGE, ParsedTopic, Topics, owning_bridge
 from chargebus.units import clamp_offer
 from pydantic import BaseModel
 
@@ -274,9 +274,7 @@ class TeslaBridge:
             return
         if car is None:
             raise ValueError(f"unknown EVSE {evse_id}: no [[tesla.vehicles]] entry has VIN {vin}")
-        setpoint = parse_payload(Setpoint, message.payload)
-        if setpoint.evse_id != evse_id:
-            raise PayloadError(f"evse_id {setpoint.evse_id} does not match the topic's {evse_id}")
+        setpoint = parse_for_topic(Setpoint, message.payload, "evse_id", evse_id)
         if not car.vehicle.controllable:
             raise ValueError(f"{evse_id} is observe-only (controllable = false): setpoint ignored")
         car.set_setpoint(setpoint, self.clock.time())
@@ -790,5 +788,4 @@ class CarRuntime:
 
 
 def _owns_car_evse(parsed: ParsedTopic) -> bool:
-    """Cars and Gen3 Wall Connectors are this bridge's EVSEs; everything else is the twc-bridge's to answer."""
-    return parsed.ids.get("evse_id", "").startswith(("car-", "twc3-"))
+    return owning_bridge(parsed.ids.get("evse_id", "")) == TESLA_BRIDGE
