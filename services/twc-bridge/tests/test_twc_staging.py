@@ -68,11 +68,12 @@ def test_every_heartbeat_order_keeps_the_sum_under_the_cap_and_round_robin_conve
 def test_a_slave_told_do_not_touch_before_its_limit_is_known_gets_no_change() -> None:
     """After a restart of the bridge the slaves still apply the previous master's limits: a "do not touch" slave
     is sent "no change" (never 0 A) until it reports its limit, counted at its maximum meanwhile."""
-    from chargebus_twc.offer import COMMAND_NO_CHANGE, HOLD_OFFER, heartbeat_command, hold_unknown  # noqa: PLC0415
+    from chargebus_twc.offer import COMMAND_NO_CHANGE, HOLD_OFFER, heartbeat_command, stage_with_holds  # noqa: PLC0415
 
-    held = hold_unknown({1: 0, 2: 20}, {1: 0, 2: 10}, {1: 32}, bus_max_amps=40)
+    minimums = {1: 6, 2: 6}
+    held = stage_with_holds({1: 0, 2: 20}, {1: 0, 2: 10}, minimums, {1: 32}, bus_max_amps=40)
     assert held[1] == HOLD_OFFER
     assert held[2] == 10  # 20 + 32 held would pass the 40 A cap: no increase yet
-    assert hold_unknown({1: 0, 2: 8}, {1: 0, 2: 10}, {1: 32}, bus_max_amps=40)[2] == 8  # a decrease always goes
-    assert hold_unknown({2: 20}, {2: 10}, {}, bus_max_amps=40) == {2: 20}
+    assert stage_with_holds({1: 0, 2: 8}, {1: 0, 2: 10}, minimums, {1: 32}, bus_max_amps=40)[2] == 8  # a decrease
+    assert stage_with_holds({2: 20}, {2: 10}, minimums, {}, bus_max_amps=40) == {2: 20}
     assert heartbeat_command(HOLD_OFFER, 2, None) == (COMMAND_NO_CHANGE, 0)

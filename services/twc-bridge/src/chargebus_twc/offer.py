@@ -156,25 +156,21 @@ def plan_offers(demands: Sequence[SlaveDemand], limits: BusLimits, now: float) -
     return cut_to_bus(wanted, minimums, limits.bus_max_amps)
 
 
-def hold_unknown(
-    staged: Mapping[int, int], committed: Mapping[int, int], holding: Mapping[int, int], bus_max_amps: int
+def stage_with_holds(
+    planned: Mapping[int, int],
+    committed: Mapping[int, int],
+    minimums: Mapping[int, int],
+    holding: Mapping[int, int],
+    bus_max_amps: int,
 ) -> dict[int, int]:
-    """Offers with the `holding` slaves (id → their maximum) sent "no change" until their limit is known.
+    """`stage_offers`, with the `holding` slaves (id → their maximum) sent "no change" until their limit is known.
 
-    A held slave may be drawing up to its maximum, so another slave's increase goes out only if it fits the bus
-    cap with that counted; otherwise it keeps what it already has (a decrease always goes out).
+    A held slave may be drawing up to its maximum, so staging counts it there: another slave's increase goes out
+    only as far as the bus cap allows with that counted (a decrease always goes out).
     """
-    result = dict(staged)
-    reserved = sum(holding.values())
-    for slave_id, amps in staged.items():
-        if slave_id in holding:
-            result[slave_id] = HOLD_OFFER
-            continue
-        current = committed.get(slave_id, 0)
-        others = sum(committed.get(other, 0) for other in staged if other not in holding and other != slave_id)
-        if amps > current and amps + others + reserved > bus_max_amps:
-            result[slave_id] = current
-    return result
+    counted = {**committed, **{slave_id: max(committed.get(slave_id, 0), amps) for slave_id, amps in holding.items()}}
+    staged = stage_offers(planned, counted, minimums, bus_max_amps)
+    return {**staged, **dict.fromkeys(holding, HOLD_OFFER)}
 
 
 def stage_offers(

@@ -16,8 +16,8 @@ from chargebus.config import TwcBridgeConfig
 from chargebus.ha import Discovery
 from chargebus.mqtt import Incoming, Service
 from chargebus.runner import run_service
-from chargebus.schema import CommandEnvelope, EvseState, PayloadError, Setpoint, parse_payload
-from chargebus.topics import ParsedTopic
+from chargebus.schema import CommandEnvelope, EvseState, PayloadError, Setpoint, parse_for_topic
+from chargebus.topics import TWC_BRIDGE, ParsedTopic, owning_bridge
 
 from chargebus_twc.bus import BusEvent, PortDown, PortUp, SerialBus, WriteRefused
 from chargebus_twc.codec import format_twc_id, parse_twc_id
@@ -33,7 +33,7 @@ from chargebus_twc.evse import (
     slave_id_of,
 )
 from chargebus_twc.link import BusLink, demand_for
-from chargebus_twc.offer import BusLimits, hold_unknown, plan_offers, rating_problem, setpoint_live, stage_offers
+from chargebus_twc.offer import BusLimits, plan_offers, rating_problem, setpoint_live, stage_with_holds
 from chargebus_twc.overrides import OverrideStore, parse_max_current
 from chargebus_twc.slaves import (
     ForeignMaster,
@@ -140,9 +140,7 @@ class TwcBridge:
                 holding[slave.slave_id] = demand.max_amps
         planned = plan_offers(demands, self.limits, now)
         minimums = {demand.slave_id: demand.min_amps for demand in demands}
-        committed = self.link.committed()
-        staged = stage_offers(planned, committed, minimums, self.limits.bus_max_amps)
-        return hold_unknown(staged, committed, holding, self.limits.bus_max_amps)
+        return stage_with_holds(planned, self.link.committed(), minimums, holding, self.limits.bus_max_amps)
 
     def _offer_unknown(self, slave: Slave) -> bool:
         return slave.slave_id not in self.link.offered and slave.reported_limit_centiamps is None
@@ -323,10 +321,7 @@ class TwcBridge:
 
 
 def _parse_setpoint(evse_id: str, payload: bytes) -> Setpoint:
-    setpoint = parse_payload(Setpoint, payload)
-    if setpoint.evse_id != evse_id:
-        raise PayloadError(f"evse_id {setpoint.evse_id!r} does not match the topic's {evse_id!r}")
-    return setpoint
+    return parse_for_topic(Setpoint, payload, "evse_id", evse_id)
 
 
 def build(service: Service, config: TwcBridgeConfig) -> TwcBridge:
@@ -340,9 +335,7 @@ async def setup(service: Service, config: TwcBridgeConfig) -> None:
 
 
 def _owns_twc_evse(parsed: ParsedTopic) -> bool:
-    """A car's or a Gen3's max_current/set belongs to the tesla-bridge, which alone answers for it; this bridge
-    answers for its own kind and for ids that are no EVSE at all (one service must say so, contract §3)."""
-    return not parsed.ids.get("evse_id", "").startswith(("car-", "twc3-"))
+    return owning_bridge(parsed.ids.get("evse_id", "")) == TWC_BRIDGE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
