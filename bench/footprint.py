@@ -1,4 +1,5 @@
-"""Memory and start-up time of each service, run as users run it: its own process on a local broker.
+"""Memory and start-up time of each service, run as users run it, in both modes: each in its own process, and all
+four in one process (`chargebus run --all`), on a local broker.
 
 Cold start: from just before the process is started (`python -m <module> --config …`) until its `online` on
 `<p>/<service>/status` arrives at a client subscribed beforehand; `--runs` times each (5), fresh topic prefix and
@@ -10,10 +11,19 @@ offered (twc-bridge), one car behind the fake Fleet API (tesla-bridge polls it a
 service recording all of it into SQLite. VmRSS and VmHWM (peak) from /proc/<pid>/status at the end, in MiB.
 `footprint_traffic_msgs` counts the messages under the run's prefix meanwhile, to show there was traffic.
 
+One process: `python -m chargebus run twc-bridge tesla-bridge allocator history` with the same config and traffic;
+start = process start → the last of the four `online`s (`--runs` times), then VmRSS/VmHWM of that one process after
+`--seconds` of traffic. Goal: ≤ 72 MB.
+
+Bytecode: the services run with a bytecode cache of their own (`PYTHONPYCACHEPREFIX` in the work directory, filled
+by one unmeasured import of every service first), as in the Docker image, which compiles it at build time. Without
+one (`--no-bytecode`, or a shell with PYTHONDONTWRITEBYTECODE=1 and no __pycache__) every start compiles every module:
+slower, and a peak a few MB higher.
+
 Baselines, measured in the same run: the bare interpreter (`python -c pass`) and `python -c "import chargebus.mqtt"`
 (start time and peak RSS). Goals: RSS ≤ 50 MB and cold start ≤ 1.5 s per service.
 
-    uv run python bench/footprint.py [--runs 5] [--seconds 10]
+    uv run python bench/footprint.py [--runs 5] [--seconds 10] [--modes separate,one] [--no-bytecode]
 """
 
 from __future__ import annotations
@@ -76,15 +86,34 @@ def write_config(workdir: Path, url: str, prefix: str, sims: Sims) -> Path:
     return config
 
 
-def start_service(module: str, config: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in {"CHARGEBUS_CONFIG", "CHARGEBUS_MQTT_URL", "CHARGEBUS_TOPIC_PREFIX", "CHARGEBUS_TIME_SCALE"}
-    }
+#: What every measured process gets on top of this one's environment (set by `use_bytecode_cache`).
+EXTRA_ENV: dict[str, str] = {}
+DROPPED_ENV = {"CHARGEBUS_CONFIG", "CHARGEBUS_MQTT_URL", "CHARGEBUS_TOPIC_PREFIX", "CHARGEBUS_TIME_SCALE"}
+
+
+def child_env() -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key not in DROPPED_ENV} | EXTRA_ENV
+    if "PYTHONPYCACHEPREFIX" in EXTRA_ENV:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
+def use_bytecode_cache(workdir: Path) -> None:
+    """A bytecode cache for the measured processes, filled now by importing every service once (not measured)."""
+    EXTRA_ENV["PYTHONPYCACHEPREFIX"] = str(workdir / "pycache")
+    modules = [*installed_services().values(), "chargebus.cli"]
+    with contextlib.suppress(ImportError):
+        __import__("chargebus.supervisor")
+        modules.append("chargebus.supervisor")
+    code = "import importlib\nfor m in " + repr(modules) + ": importlib.import_module(m)"
+    subprocess.run([sys.executable, "-c", code], env=child_env(), check=True)
+
+
+def start_service(module: str, config: Path, log: Path, *args: str) -> subprocess.Popen[bytes]:
+    env = child_env()
     with log.open("ab") as output:
         return subprocess.Popen(
-            [sys.executable, "-m", module, "--config", str(config), "--log-level", "info"],
+            [sys.executable, "-m", module, *args, "--config", str(config), "--log-level", "info"],
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -258,16 +287,53 @@ class Rig:
         return memory, seen
 
 
+async def one_process(rig: Rig, services: list[str], runs: int, seconds: float) -> tuple[list[float], dict[str, float]]:
+    """All `services` in one `chargebus run` process: start times (→ the last `online`), then its memory after
+    `seconds` of traffic."""
+    starts = []
+    for run in range(runs + 1):  # the last run stays up for the memory reading
+        prefix = f"fp-one-{run}"
+        topics = [f"{prefix}/{service}/status" for service in services]
+        for topic in topics:
+            await rig.client.subscribe(topic, qos=1)
+        if run == runs:
+            await rig.client.subscribe(f"{prefix}/#", qos=0)
+        rundir = rig.workdir / prefix
+        config = write_config(rundir, rig.broker_url, prefix, rig.sims)
+        started = time.perf_counter()
+        process = start_service("chargebus", config, rundir / "run.log", "run", *services)
+        try:
+            online = [await rig.watcher.until_online(topic, process) for topic in topics]
+            if run < runs:
+                starts.append(max(online) - started)
+                continue
+            await rig.traffic(prefix, seconds)
+            if process.poll() is not None:
+                raise RuntimeError(f"chargebus run died during the run; log in {rundir}")
+            memory = proc_status_mb(process.pid)
+            if extra := children(process.pid):
+                print(f"# chargebus run has child processes {extra}: not counted", file=sys.stderr)
+        finally:
+            code = await asyncio.to_thread(stop, process)
+            for topic in topics:
+                await rig.client.unsubscribe(topic)
+        if code != 0:
+            print(f"# chargebus run exited {code} on SIGTERM; log in {rundir}", file=sys.stderr)
+    return starts, memory
+
+
 def baseline(code: str, runs: int) -> tuple[list[float], float]:
     """Start-to-exit times of `python -c <code>`, and its peak RSS in MB (VmHWM: per process image, reset by exec,
     unlike getrusage's ru_maxrss, which keeps the forking parent's)."""
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], check=True)
+        subprocess.run([sys.executable, "-c", code], env=child_env(), check=True)
         times.append(time.perf_counter() - started)
     probe = f"{code}\nimport sys\nsys.stdout.write(open('/proc/self/status').read())"
-    status = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True).stdout
+    status = subprocess.run(
+        [sys.executable, "-c", probe], env=child_env(), check=True, capture_output=True, text=True
+    ).stdout
     peak_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
     return times, peak_kb / 1024
 
@@ -286,7 +352,10 @@ async def measure(workdir: Path, broker_url: str, args: argparse.Namespace) -> N
         try:
             rig = Rig(client, watcher, broker_url, Sims(twc, fleet), workdir, keep=args.keep)
             starts, modules = await rig.cold_starts(args.runs)
-            memory, seen = await rig.steady_memory(modules, args.seconds)
+            memory, seen = await rig.steady_memory(modules, args.seconds) if "separate" in args.modes else ({}, 0)
+            together_starts, together = (
+                await one_process(rig, list(modules), args.runs, args.seconds) if "one" in args.modes else ([], {})
+            )
         finally:
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -295,11 +364,18 @@ async def measure(workdir: Path, broker_url: str, args: argparse.Namespace) -> N
         name = f"footprint_{service.replace('-', '_')}"
         if modules[service] != installed_services()[service]:
             print(f"# {service} measured as python -m {modules[service]}")
-        print(f"{name}_rss_mb {memory[service]['VmRSS']:.1f} MB")
-        print(f"{name}_peak_rss_mb {memory[service]['VmHWM']:.1f} MB")
+        if service in memory:
+            print(f"{name}_rss_mb {memory[service]['VmRSS']:.1f} MB")
+            print(f"{name}_peak_rss_mb {memory[service]['VmHWM']:.1f} MB")
         print(f"{name}_cold_start_s {statistics.median(times):.3f} s")
         print(f"{name}_cold_start_max_s {max(times):.3f} s")
-    print(f"footprint_all_services_rss_mb {sum(m['VmRSS'] for m in memory.values()):.1f} MB")
+    if memory:
+        print(f"footprint_all_services_rss_mb {sum(m['VmRSS'] for m in memory.values()):.1f} MB")
+    if together:
+        print(f"footprint_one_process_rss_mb {together['VmRSS']:.1f} MB")
+        print(f"footprint_one_process_peak_rss_mb {together['VmHWM']:.1f} MB")
+        print(f"footprint_one_process_start_s {statistics.median(together_starts):.3f} s")
+        print(f"footprint_one_process_start_max_s {max(together_starts):.3f} s")
     print(f"footprint_traffic_msgs {seen} msgs")
     print(f"footprint_twc_offers {len(twc.offered_amps(TWC_ID))} frames")
     print(f"footprint_fleet_api_calls {len(fleet.calls)} calls")
@@ -310,16 +386,28 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5, help="cold starts per service")
     parser.add_argument("--seconds", type=float, default=10.0, help="traffic before memory is read")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (configs, service logs)")
+    parser.add_argument(
+        "--modes",
+        type=lambda text: set(text.split(",")),
+        default={"separate", "one"},
+        help="separate (each service its own process), one (all in one `chargebus run`), or both (default)",
+    )
+    parser.add_argument("--no-bytecode", action="store_true", help="no bytecode cache: every start compiles")
     args = parser.parse_args()
-    for label, code in (("python", "pass"), ("import_chargebus_mqtt", "import chargebus.mqtt")):
-        times, peak = baseline(code, args.runs)
-        print(f"baseline_{label}_start_s {statistics.median(times):.3f} s")
-        print(f"baseline_{label}_start_max_s {max(times):.3f} s")
-        print(f"baseline_{label}_peak_rss_mb {peak:.1f} MB")
     with workspace(keep=args.keep) as workdir:
+        if not args.no_bytecode:
+            use_bytecode_cache(workdir)
+        for label, code in (("python", "pass"), ("import_chargebus_mqtt", "import chargebus.mqtt")):
+            times, peak = baseline(code, args.runs)
+            print(f"baseline_{label}_start_s {statistics.median(times):.3f} s")
+            print(f"baseline_{label}_start_max_s {max(times):.3f} s")
+            print(f"baseline_{label}_peak_rss_mb {peak:.1f} MB")
         broker = local_broker(workdir).start()
         try:
-            print(f"broker {broker.kind}, {args.runs} cold starts per service, {args.seconds:g} s of traffic")
+            bytecode = "no bytecode cache" if args.no_bytecode else "bytecode cached"
+            print(
+                f"broker {broker.kind}, {args.runs} cold starts per service, {args.seconds:g} s of traffic, {bytecode}"
+            )
             asyncio.run(measure(workdir, broker.url, args))
         finally:
             broker.stop()

@@ -2,7 +2,8 @@
 
 Runs `SerialBus` (the bridge's port owner, without MQTT) with 1–3 simulated slaves for `--seconds`, and measures,
 as the slaves see it, the interval between consecutive master heartbeats to the same slave. The target is 1 000 ms
-per slave (notes §5); jitter is |interval − 1 000 ms|. Also prints how long slaves wait for the first heartbeat
+per slave (docs/twc-gen2-protocol.md §5); jitter is |interval − 1 000 ms|. Also prints how long slaves wait for the
+first heartbeat
 and the energy/VIN queries that shared the line. Prints `name value unit` lines.
 
     uv run python bench/twc_heartbeat_jitter.py [--seconds 60] [--slaves 3]
@@ -18,8 +19,8 @@ import statistics
 
 from chargebus.clock import SystemClock
 from chargebus_sim.twc_slave import SlaveSpec, TwcSlaveSim
+from chargebus_sim.twc_wire import EnergyRequest, MasterHeartbeat, VinRequest
 from chargebus_twc.bus import SerialBus
-from chargebus_twc.codec import EnergyRequest, MasterHeartbeat, VinRequest
 from chargebus_twc.link import BusLink
 
 IDS = (0x4A1B, 0x5C2D, 0x6E3F)

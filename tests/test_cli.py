@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -82,3 +84,15 @@ def test_demo_runs_and_stops_cleanly(tmp_path: Path) -> None:
         log = (tmp_path / ".demo" / "logs" / f"{name}.log").read_text(errors="replace")
         assert "event=stopped" in log, log[-2000:]
         assert "Traceback" not in log, log[-2000:]
+
+
+def test_demo_comes_from_the_simulator_package_with_a_hint_when_it_is_missing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from chargebus import cli  # noqa: PLC0415 - in-process, with the installed commands replaced
+
+    assert cli.installed_commands()["demo"] == "chargebus_sim.demo:main"
+    assert "demo" not in cli.BUILT_IN_COMMANDS
+    monkeypatch.setattr(cli, "installed_commands", dict)
+    assert cli.main(["demo", "--duration", "1"]) == 2
+    assert "needs the chargebus-sim package" in capsys.readouterr().err

@@ -26,7 +26,7 @@ from tests.support.broker_fixture import BrokerUnderTest
 from tests.support.bus import Recorder, ServiceProcess
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVICES = ("twc-bridge", "tesla-bridge", "allocator", "history")
+SERVICES = ("twc-bridge", "tesla-bridge", "allocator", "history", "ocpp-bridge")
 SIM_CONFIG = ROOT / "docker" / "chargebus.sim.toml"
 SIM_ENV = ROOT / "docker" / "sim.env"
 VIN = "5YJ3E1EA8KF000001"
@@ -158,12 +158,53 @@ def test_every_variable_has_a_default() -> None:
     assert set(sim_env()) <= used
 
 
+# ----- the all-in-one variant ---------------------------------------------------------------------------------------
+
+
+def all_in_one() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.all-in-one.yml").read_text(encoding="utf-8"))
+    return data
+
+
+def test_the_all_in_one_variant_is_the_per_service_stack_in_one_container() -> None:
+    data = all_in_one()
+    assert set(data["services"]) == {"mosquitto", "chargebus"}
+    assert data["services"]["mosquitto"] == compose()["services"]["mosquitto"]  # the same broker
+    one = data["services"]["chargebus"]
+    assert one["build"]["dockerfile"] == "docker/Dockerfile.service"
+    assert one["build"]["args"]["SERVICE"] == "all"
+    assert one["entrypoint"] == ["chargebus", "run", "--all"]
+    assert one["healthcheck"]["test"] == ["CMD", "chargebus", "health", "--all"]
+    twc = compose()["services"]["twc-bridge"]
+    # what every per-service container has, and the serial passthrough of the twc-bridge's
+    for key in ("restart", "user", "cap_drop", "security_opt", "environment", "depends_on", "devices", "group_add"):
+        assert one[key] == twc[key], key
+    config = next(v for v in twc["volumes"] if isinstance(v, dict))
+    assert config in one["volumes"]
+    assert "chargebus-data:/data" in one["volumes"]
+    assert {"mosquitto-data", "chargebus-data"} == set(data["volumes"])
+    # its own project: never the per-service stack's volumes
+    assert data["name"] == "chargebus-all-in-one"
+
+
+def test_the_all_in_one_variables_have_defaults_and_the_image_builds_every_service() -> None:
+    text = (ROOT / "docker-compose.all-in-one.yml").read_text(encoding="utf-8")
+    for name, rest in re.findall(r"\$\{([A-Z_]+)([^}]*)\}", text):
+        assert rest.startswith(":-"), f"${{{name}}} has no default"
+    pattern = (ROOT / "docker" / "Dockerfile.service").read_text(encoding="utf-8")
+    assert '[ "$SERVICE" = all ]' in pattern
+    for name in SERVICES:
+        assert name in pattern.split('[ "$SERVICE" = all ]', 1)[1].split("else", 1)[0]
+    assert "exec chargebus run --all" in pattern
+    assert "chargebus health --all" in pattern
+
+
 # ----- the sim profile -----------------------------------------------------------------------------------------------
 
 
 def test_the_sim_profile_runs_each_simulator_as_a_chargebus_sim_command() -> None:
     sims = sim_services()
-    assert set(sims) == {"twc-sim", "tesla-sim", "gen3-sim", "house-sim"}
+    assert set(sims) == {"twc-sim", "tesla-sim", "gen3-sim", "house-sim", "ocpp-sim"}
     commands = {}
     for name, spec in sims.items():
         assert spec["build"]["args"]["SERVICE"] == "sim"
@@ -174,7 +215,7 @@ def test_the_sim_profile_runs_each_simulator_as_a_chargebus_sim_command() -> Non
         assert simulator in SIMULATORS, f"{name}: `chargebus sim {simulator}` does not exist"
         check_arguments(simulator, args)  # the simulator's own parser accepts them (SystemExit otherwise)
         commands[simulator] = args
-    assert set(commands) == {"twc-tcp", "fleet-api", "gen3", "house"}
+    assert set(commands) == {"twc-tcp", "fleet-api", "gen3", "house", "ocpp"}
     assert sim_env()["COMPOSE_PROFILES"] == "sim"
 
 
@@ -212,6 +253,10 @@ def test_the_sim_config_is_wired_to_the_sim_services() -> None:
     assert config["allocator"]["grid_meter"] == "grid"
     assert config["mqtt"]["url"] == _option(house_args, "--url") == "mqtt://mosquitto:1883"
     assert sim_env()["CHARGEBUS_CONFIG_FILE"] == "./docker/chargebus.sim.toml"
+    ocpp_args = sims["ocpp-sim"]["command"][1:]
+    assert _option(ocpp_args, "--url") == f"ws://ocpp-bridge:{config['ocpp']['listen'].rpartition(':')[2]}"
+    assert [cp["ocpp_id"] for cp in config["ocpp"]["charge_points"]] == [_option(ocpp_args, "--id")]
+    assert compose()["services"]["ocpp-bridge"]["ports"] == ["${CHARGEBUS_OCPP_PORT:-9000}:9000"]
 
 
 @pytest.mark.parametrize("service", [None, *SERVICES])
@@ -253,6 +298,10 @@ def test_docker_compose_config_where_a_compose_answers(tmp_path: Path) -> None:
         result = subprocess.run(
             [*command, *env_file, "config", "-q"], cwd=ROOT, capture_output=True, text=True, check=False
         )
+        assert result.returncode == 0, result.stderr
+    if command[:2] == ["docker", "compose"]:
+        small = ["docker", "compose", "-f", str(ROOT / "docker-compose.all-in-one.yml"), "config", "-q"]
+        result = subprocess.run(small, cwd=ROOT, capture_output=True, text=True, check=False)
         assert result.returncode == 0, result.stderr
 
 

@@ -24,6 +24,7 @@ NODE_RED = ROOT / "examples" / "node-red"
 HOME_ASSISTANT = ROOT / "examples" / "home-assistant"
 CHECKER = NODE_RED / "check_flows.py"
 FLOWS = NODE_RED / "flows.json"
+FLOWS_DASHBOARD2 = NODE_RED / "flows-dashboard2.json"
 
 Node = dict[str, Any]
 
@@ -51,8 +52,8 @@ def load_checker() -> ModuleType:
     return module
 
 
-def committed_flow() -> list[Node]:
-    nodes: list[Node] = json.loads(FLOWS.read_text(encoding="utf-8"))
+def committed_flow(path: Path = FLOWS) -> list[Node]:
+    nodes: list[Node] = json.loads(path.read_text(encoding="utf-8"))
     return nodes
 
 
@@ -89,18 +90,76 @@ def retained_command(nodes: list[Node]) -> tuple[str, str]:
     return node["id"], "commands are never retained"
 
 
-def test_committed_flow_passes_the_checker() -> None:
-    result = run_checker(FLOWS)
+def input_widget_passes_on(nodes: list[Node]) -> tuple[str, str]:
+    node = first(nodes, lambda node: node["type"] in ("ui_numeric", "ui-number-input"))
+    node["passthru"] = True
+    return node["id"], "passthru would send every value it is shown as a command"
+
+
+def input_widget_not_fed(nodes: list[Node]) -> tuple[str, str]:
+    widget = first(nodes, lambda node: node["type"] in ("ui_numeric", "ui-number-input"))
+    feed = first(nodes, lambda node: widget["id"] in [target for out in node.get("wires", []) for target in out])
+    feed["wires"] = [[target for target in out if target != widget["id"]] for out in feed["wires"]]
+    return widget["id"], "an input widget must be fed the current value"
+
+
+def dashboard2_group_on_a_tab(nodes: list[Node]) -> tuple[str, str]:
+    group = first(nodes, lambda node: node["type"] == "ui-group")
+    group["page"] = first(nodes, lambda node: node["type"] == "tab")["id"]
+    return group["id"], "is a tab, not a ui-page"
+
+
+BOTH = [pytest.param(FLOWS, id="dashboard1"), pytest.param(FLOWS_DASHBOARD2, id="dashboard2")]
+
+
+@pytest.mark.parametrize("flows", BOTH)
+def test_committed_flow_passes_the_checker(flows: Path) -> None:
+    result = run_checker(flows)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.rstrip().endswith(f"{len(committed_flow())} nodes, 0 problems — OK")
+    assert result.stdout.rstrip().endswith(f"{len(committed_flow(flows))} nodes, 0 problems — OK")
     assert "ERROR" not in result.stdout
 
 
+def test_both_flows_have_the_same_controls_and_topics() -> None:
+    def controls(nodes: list[Node]) -> list[tuple[str, str]]:
+        kinds = {"ui_dropdown": "dropdown", "ui-dropdown": "dropdown", "ui_button": "button", "ui-button": "button",
+                 "ui_numeric": "number", "ui-number-input": "number", "ui_text": "text", "ui-text": "text"}  # fmt: skip
+        return sorted((kinds[node["type"]], node["label"]) for node in nodes if node["type"] in kinds)
+
+    def topics(nodes: list[Node]) -> list[tuple[str, str]]:
+        return sorted((node["type"], node["topic"]) for node in nodes if node["type"] in ("mqtt in", "mqtt out"))
+
+    one, two = committed_flow(FLOWS), committed_flow(FLOWS_DASHBOARD2)
+    assert controls(one) == controls(two)
+    assert len(controls(one)) == 11
+    assert topics(one) == topics(two)
+    assert not {node["id"] for node in one} & {node["id"] for node in two}  # both can be imported side by side
+
+
+@pytest.mark.parametrize("flows", BOTH)
 @pytest.mark.parametrize(
-    "breaks", [duplicate_id, dangling_wire, publish_to_state_topic, retained_command], ids=lambda f: f.__name__
+    "breaks",
+    [
+        duplicate_id,
+        dangling_wire,
+        publish_to_state_topic,
+        retained_command,
+        input_widget_passes_on,
+        input_widget_not_fed,
+    ],
+    ids=lambda f: f.__name__,
 )
-def test_checker_names_the_problem(tmp_path: Path, breaks: Callable[[list[Node]], tuple[str, str]]) -> None:
-    nodes = committed_flow()
+def test_checker_names_the_problem(
+    tmp_path: Path, flows: Path, breaks: Callable[[list[Node]], tuple[str, str]]
+) -> None:
+    check_breakage(tmp_path, committed_flow(flows), breaks)
+
+
+def test_checker_names_a_dashboard2_config_problem(tmp_path: Path) -> None:
+    check_breakage(tmp_path, committed_flow(FLOWS_DASHBOARD2), dashboard2_group_on_a_tab)
+
+
+def check_breakage(tmp_path: Path, nodes: list[Node], breaks: Callable[[list[Node]], tuple[str, str]]) -> None:
     node_id, expected = breaks(nodes)
     broken = tmp_path / "flows.json"
     broken.write_text(json.dumps(nodes, indent=2), encoding="utf-8")
@@ -123,7 +182,7 @@ def test_checker_refuses_a_file_that_is_not_a_flow(tmp_path: Path) -> None:
 
 
 def test_checker_topic_table_mirrors_the_contract() -> None:
-    # the checker is stdlib only, so it keeps its own copy of contract §5 and §4; it must not drift
+    # the checker is stdlib only, so it keeps its own copy of docs/contract.md §5 and §4; it must not drift
     checker = load_checker()
     assert tuple((spec.pattern, spec.direction, spec.is_command) for spec in TOPICS) == checker.TOPICS
     assert checker.SERVICES == SERVICES
@@ -266,3 +325,15 @@ def test_topics_in_the_docs_are_contract_topics(doc: Path) -> None:
 )
 def test_contract_problem(topic: str, ok: bool) -> None:
     assert (contract_problem(topic) is None) == ok
+
+
+def test_battery_hold_examples_follow_the_topic() -> None:
+    automations = yaml.safe_load((HOME_ASSISTANT / "battery_hold.yaml").read_text(encoding="utf-8"))
+    (automation,) = automations
+    assert automation["trigger"][0]["topic"] == CONTRACT.build("allocator_battery_hold")
+    assert "trigger.payload == 'true'" in automation["action"][0]["choose"][0]["conditions"][0]["value_template"]
+    flow = json.loads((NODE_RED / "battery_hold.json").read_text(encoding="utf-8"))
+    (listener,) = [node for node in flow if node["type"] == "mqtt in"]
+    assert listener["topic"] == CONTRACT.build("allocator_battery_hold")
+    result = run_checker(NODE_RED / "battery_hold.json")
+    assert result.returncode == 0, result.stdout

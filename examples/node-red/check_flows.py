@@ -8,13 +8,16 @@ Checks:
   - every node's `z` names a tab in the file, and every wire target exists, is a flow node and is on the same tab;
   - function and switch nodes have as many wire outputs as they declare;
   - every referenced config node exists and has the right type: `broker` of mqtt in/out, `group` of every
-    dashboard widget, `tab` of every ui_group;
+    dashboard widget, `tab` of every ui_group (Dashboard 1), `page` of every ui-group and `ui` and `theme` of
+    every ui-page (Dashboard 2);
+  - every input widget (dropdown, number, slider, switch, text input) is fed from something (chargebus' state)
+    and does not pass what it is fed on: a value shown is never sent as a command;
   - every `mqtt out` has a fixed topic that is a contract command topic (ends in /set or /request) with valid
     ids, and is not retained;
   - every `mqtt in` topic is a topic that chargebus publishes (state, status, error, usage, power); `+` may stand
     for an id level, `#` is not allowed.
 
-The topic table mirrors contract §5 (`chargebus topics` prints it). Exit code 0 when every check passes, else 1.
+The topic table mirrors docs/contract.md §5 (`chargebus topics` prints it). Exit code 0 when every check passes, else 1.
 """
 
 from __future__ import annotations
@@ -27,9 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SERVICES = ("twc-bridge", "tesla-bridge", "allocator", "history")
+SERVICES = ("twc-bridge", "tesla-bridge", "allocator", "history", "ocpp-bridge")
 
-# (pattern below the prefix, direction, command?) — contract §5.
+# (pattern below the prefix, direction, command?) — docs/contract.md §5.
 TOPICS: tuple[tuple[str, str, bool], ...] = (
     ("evse/{evse_id}/state", "out", False),
     ("evse/{evse_id}/setpoint", "in", False),  # allocator → bridges: neither a user command nor a state topic
@@ -41,6 +44,8 @@ TOPICS: tuple[tuple[str, str, bool], ...] = (
     ("allocator/schedules_enabled/set", "in", True),
     ("allocator/vins/set", "in", True),
     ("allocator/charge_now/set", "in", True),
+    ("allocator/grid_limit/set", "in", True),
+    ("allocator/battery_hold", "out", False),
     ("evse/{evse_id}/mode/set", "in", True),
     ("evse/{evse_id}/priority/set", "in", True),
     ("evse/{evse_id}/max_current/set", "in", True),
@@ -53,17 +58,23 @@ TOPICS: tuple[tuple[str, str, bool], ...] = (
     ("{service}/error", "out", False),
 )
 
-# Identities — contract §4; meter names as in chargebus.toml [[meters]] name.
+# Identities — docs/contract.md §4; meter names as in chargebus.toml [[meters]] name.
 ID_PATTERNS = {
-    "evse_id": re.compile(r"^(twc-[0-9a-f]{4}|car-[A-HJ-NPR-Z0-9]{17}|twc3-[a-z0-9-]{1,32})$"),
+    "evse_id": re.compile(r"^(twc-[0-9a-f]{4}|car-[A-HJ-NPR-Z0-9]{17}|twc3-[a-z0-9-]{1,32}|ocpp-[a-z0-9-]{1,32})$"),
     "vin": re.compile(r"^[A-HJ-NPR-Z0-9]{17}$"),
     "meter": re.compile(r"^[A-Za-z0-9_.-]{1,64}$"),
     "service": re.compile("^(" + "|".join(re.escape(s) for s in SERVICES) + ")$"),
 }
 
-# Dashboard nodes that are config nodes themselves, not widgets placed in a group.
-UI_CONFIG_TYPES = {"ui_base", "ui_tab", "ui_group", "ui_link"}
-CONFIG_TYPES = {"mqtt-broker", "ui_base", "ui_tab", "ui_group", "ui_link"}
+# Dashboard nodes that are config nodes themselves, not widgets placed in a group: Dashboard 1
+# (node-red-dashboard, `ui_*`) and Dashboard 2 (@flowfuse/node-red-dashboard, `ui-*`).
+UI_CONFIG_TYPES = {"ui_base", "ui_tab", "ui_group", "ui_link", "ui-base", "ui-page", "ui-group", "ui-theme", "ui-link"}
+CONFIG_TYPES = {"mqtt-broker", *UI_CONFIG_TYPES}
+# Widgets that send what the user sets and also show a value they are fed.
+INPUT_WIDGETS = {
+    "ui_dropdown", "ui_numeric", "ui_slider", "ui_switch", "ui_text_input",
+    "ui-dropdown", "ui-number-input", "ui-slider", "ui-switch", "ui-text-input", "ui-radio-group",
+}  # fmt: skip
 
 
 Node = dict[str, Any]
@@ -194,6 +205,13 @@ def check_config_refs(node: Node, report: Report) -> None:
         check_ref(node, "group", "ui_group", report)
     if kind == "ui_group":
         check_ref(node, "tab", "ui_tab", report)
+    if kind.startswith("ui-") and kind not in UI_CONFIG_TYPES:
+        check_ref(node, "group", "ui-group", report)
+    if kind == "ui-group":
+        check_ref(node, "page", "ui-page", report)
+    if kind == "ui-page":
+        check_ref(node, "ui", "ui-base", report)
+        check_ref(node, "theme", "ui-theme", report)
     if kind == "mqtt-broker":
         report.notes.append(f"broker {node.get('broker')}:{node.get('port')}")
 
@@ -224,6 +242,14 @@ def check_mqtt_in(node: Node, prefix: str, report: Report) -> None:
         report.notes.append(f"in   {topic}")
 
 
+def check_input_widget(node: Node, fed: set[str], report: Report) -> None:
+    """An input widget shows chargebus' value before the user can change it, and never sends what it is shown."""
+    if node["id"] not in fed:
+        report.errors.append(f"{label(node)}: an input widget must be fed the current value (wire the state into it)")
+    if str(node.get("passthru", "")).lower() == "true":
+        report.errors.append(f"{label(node)}: passthru would send every value it is shown as a command")
+
+
 def check(nodes: object, prefix: str) -> tuple[list[str], list[str]]:
     """(errors, notes) for a loaded flow export."""
     if not isinstance(nodes, list):
@@ -233,9 +259,12 @@ def check(nodes: object, prefix: str) -> tuple[list[str], list[str]]:
     tabs = {i for i, n in report.by_id.items() if n["type"] in TAB_TYPES}
     if not tabs:
         report.errors.append("no 'tab' node")
+    fed = {target for node in report.by_id.values() for out in node_wires(node, Report()) for target in out}
     for node in report.by_id.values():
         check_flow_node(node, tabs, report)
         check_config_refs(node, report)
+        if node["type"] in INPUT_WIDGETS:
+            check_input_widget(node, fed, report)
         if node["type"] == "mqtt out":
             check_mqtt_out(node, prefix, report)
         if node["type"] == "mqtt in":

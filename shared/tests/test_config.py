@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from chargebus.config import (
@@ -9,6 +10,8 @@ from chargebus.config import (
     ConfigError,
     FullConfig,
     HistoryServiceConfig,
+    OcppBridgeConfig,
+    OcppChargePointConfig,
     TeslaBridgeConfig,
     TwcBridgeConfig,
     load_config,
@@ -23,7 +26,9 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def problems(cls: type[TwcBridgeConfig | FullConfig | AllocatorServiceConfig], path: Path) -> list[str]:
+def problems(
+    cls: type[TwcBridgeConfig | FullConfig | AllocatorServiceConfig | OcppBridgeConfig], path: Path
+) -> list[str]:
     with pytest.raises(ConfigError) as caught:
         load_config(cls, path)
     return caught.value.problems
@@ -39,12 +44,14 @@ def test_example_file_documents_a_valid_config() -> None:
 
 def test_example_file_mentions_every_key() -> None:
     text = (ROOT / "chargebus.example.toml").read_text(encoding="utf-8")
-    sections = {
+    sections: dict[str, Any] = {
         "mqtt": FullConfig.model_fields["mqtt"].annotation,
         "twc": FullConfig.model_fields["twc"].annotation,
         "tesla": FullConfig.model_fields["tesla"].annotation,
         "allocator": FullConfig.model_fields["allocator"].annotation,
         "history": FullConfig.model_fields["history"].annotation,
+        "ocpp": FullConfig.model_fields["ocpp"].annotation,
+        "ocpp.charge_points": OcppChargePointConfig,
     }
     for name, model in sections.items():
         assert model is not None
@@ -207,3 +214,95 @@ def test_history_defaults_to_sqlite_in_state_dir(tmp_path: Path, monkeypatch: py
 def test_secret_values_are_never_echoed(tmp_path: Path) -> None:
     found = problems(TwcBridgeConfig, write(tmp_path, "[mqtt]\nurl = 'http://me:s3cret@x'\npassword = 5\n"))
     assert not any("s3cret" in line for line in found)
+
+
+def test_battery_and_site_limits_are_read(tmp_path: Path) -> None:
+    text = (
+        "[allocator]\nbattery_meter = 'battery'\nbattery_soc_meter = 'battery_soc'\nbattery_priority_soc = 40\n"
+        "max_import_w = 11000\nimport_average = { limit_w = 2500, window_s = 900 }\n"
+    )
+    allocator = load_config(AllocatorServiceConfig, write(tmp_path, text)).allocator
+    assert (allocator.battery_meter, allocator.battery_soc_meter) == ("battery", "battery_soc")
+    assert (allocator.battery_priority_soc, allocator.battery_buffer_soc, allocator.battery_buffer_start_soc) == (
+        40,
+        90,
+        95,
+    )
+    assert (allocator.max_import_w, allocator.import_average.limit_w, allocator.import_average.window_s) == (
+        11000,
+        2500,
+        900,
+    )
+    assert allocator.site_limited
+    defaults = load_config(AllocatorServiceConfig, write(tmp_path, "[allocator]\nbattery_meter = ''\n")).allocator
+    assert defaults.battery_meter is None
+    assert not defaults.site_limited
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        ("battery_soc_meter = 'soc'", "needs battery_meter"),
+        ("battery_meter = 'grid'", "also a grid"),
+        ("battery_meter = 'b'\nbattery_soc_meter = 'b'", "must differ"),
+        ("battery_priority_soc = 95\nbattery_buffer_soc = 90", "must rise"),
+        ("battery_buffer_soc = 96", "must rise"),
+        ("battery_priority_soc = 101", "battery_priority_soc"),
+        ("max_import_w = -1", "max_import_w"),
+        ("import_average = { limit_w = 2500, window_s = 700 }", "divide a day"),
+        ("import_average = { limit_w = 2500, window_s = 30 }", "window_s"),
+        ("import_average = { limit_w = 2500, window = 900 }", "window"),
+    ],
+)
+def test_battery_and_site_limit_mistakes_are_errors(tmp_path: Path, toml: str, expected: str) -> None:
+    found = problems(AllocatorServiceConfig, write(tmp_path, f"[allocator]\n{toml}\n"))
+    assert any(expected in problem for problem in found), found
+
+
+def test_example_file_has_an_ocpp_charge_point() -> None:
+    config = load_config(FullConfig, ROOT / "chargebus.example.toml")
+    (point,) = config.ocpp.charge_points
+    assert (point.ocpp_id, point.name, point.max_current_a, point.rate_unit) == ("WB-0042", "garage", 16, "A")
+    assert (config.ocpp.host, config.ocpp.port, config.ocpp.tls) == ("0.0.0.0", 9000, False)
+
+
+OCPP_POINT = '[[ocpp.charge_points]]\nocpp_id = "WB-1"\nname = "garage"\n'
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        (OCPP_POINT + "max_current_a = 100\n", "ocpp.charge_points.0.max_current_a = 100"),
+        (OCPP_POINT + "min_current_a = 5\n", "ocpp.charge_points.0.min_current_a = 5"),
+        (OCPP_POINT + "max_current_a = 10\nmin_current_a = 12\n", "min_current_a 12 is above max_current_a 10"),
+        (OCPP_POINT + "failsafe_current_a = 3\n", "failsafe_current_a 3 is between 0 and min_current_a 6"),
+        (OCPP_POINT + "failsafe_current_a = 20\n", "failsafe_current_a 20 is above max_current_a 16"),
+        (OCPP_POINT + 'rate_unit = "kW"\n', "rate_unit"),
+        (OCPP_POINT + "phases = 2\n", "phases"),
+        (OCPP_POINT.replace("garage", "Garage"), "becomes the id ocpp-<name>"),
+        (OCPP_POINT.replace("WB-1", "WB/1"), "must not contain '/'"),
+        (OCPP_POINT + OCPP_POINT, "ocpp_id WB-1 more than once"),
+        (OCPP_POINT + OCPP_POINT.replace("WB-1", "WB-2").replace("garage", "garage-2"), "is also the id of connector"),
+        ('[ocpp]\nlisten = "9000"\n', "ocpp.listen"),
+        ('[ocpp]\ncert_file = "/c.pem"\n', "give both cert_file and key_file"),
+        (OCPP_POINT + 'id_tags = { "04A1" = "not-a-vin" }\n', "id_tags"),
+    ],
+)
+def test_ocpp_limits_are_errors_not_clamps(tmp_path: Path, toml: str, expected: str) -> None:
+    found = problems(OcppBridgeConfig, write(tmp_path, toml))
+    assert any(expected in line for line in found), found
+
+
+def test_ocpp_password_file_drops_only_the_trailing_newline(tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text(" s3cret \n", encoding="utf-8")
+    secret.chmod(0o600)
+    config = load_config(OcppBridgeConfig, write(tmp_path, OCPP_POINT + f'password_file = "{secret}"\n'))
+    assert config.ocpp.charge_points[0].password() == " s3cret "
+    assert load_config(OcppBridgeConfig, write(tmp_path, OCPP_POINT)).ocpp.charge_points[0].password() is None
+
+
+def test_ocpp_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CHARGEBUS_OCPP__LISTEN", "127.0.0.1:9100")
+    config = load_config(OcppBridgeConfig, write(tmp_path, OCPP_POINT))
+    assert (config.ocpp.host, config.ocpp.port) == ("127.0.0.1", 9100)

@@ -147,7 +147,7 @@ def test_the_service_prints_the_warning_at_start(tmp_path: Path) -> None:
 
 
 def test_an_invalid_config_gets_its_problem_lines_alone(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """The service will not start: one line per problem (contract §2), no warning in between."""
+    """The service will not start: one line per problem (docs/contract.md §2), no warning in between."""
     path = write(tmp_path / "chargebus.toml", f'[mqtt]\npassword = "{SECRET}"\nkeepalive_s = 1\n', 0o644)
     caplog.set_level(logging.WARNING, logger="chargebus.config")
     with pytest.raises(ConfigError):

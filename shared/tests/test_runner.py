@@ -4,14 +4,14 @@ import asyncio
 import logging
 
 import pytest
-from chargebus.runner import _log_loop_error
+from chargebus.runner import log_loop_error
 
 
 def test_what_asyncio_reports_is_one_log_line_without_a_traceback(caplog: pytest.LogCaptureFixture) -> None:
     loop = asyncio.new_event_loop()
     try:
         with caplog.at_level(logging.ERROR, logger="chargebus"):
-            _log_loop_error(loop, {"message": "Fatal write error on serial transport", "exception": OSError(5, "EIO")})
+            log_loop_error(loop, {"message": "Fatal write error on serial transport", "exception": OSError(5, "EIO")})
     finally:
         loop.close()
     (record,) = caplog.records

@@ -6,11 +6,13 @@ from datetime import UTC, datetime
 import pytest
 from chargebus.schema import (
     PAYLOAD_MODELS,
+    AllocatorState,
     ErrorEvent,
     EvseState,
     HistoryRequest,
     PayloadError,
     Setpoint,
+    SiteState,
     json_schemas,
     parse_command,
     parse_payload,
@@ -153,3 +155,55 @@ def test_every_model_has_a_json_schema() -> None:
 def test_vin_check_digit() -> None:
     assert vin_check_digit_ok("1M8GDM9AXKP042788")
     assert not vin_check_digit_ok("1M8GDM9A1KP042788")
+
+
+def test_power_reading_may_carry_a_battery_soc() -> None:
+    reading = parse_power(b'{"v":1,"power_w":-1500,"soc_pct":62.5}')
+    assert (reading.power_w, reading.soc_pct) == (-1500, 62.5)
+    assert parse_power(b"250").soc_pct is None
+    with pytest.raises(PayloadError, match="soc_pct"):
+        parse_power(b'{"v":1,"power_w":0,"soc_pct":120}')
+
+
+def test_allocator_state_site_block() -> None:
+    site = {
+        "v": 1,
+        "import_w": 3200.0,
+        "max_import_w": 11000.0,
+        "average_w": 2100.0,
+        "average_limit_w": 2500.0,
+        "window_ends_at": "2026-12-07T02:15:00.000Z",
+        "battery_soc_pct": 55.0,
+        "battery_w": -800.0,
+    }
+    state = {
+        "v": 1,
+        "mode": "solar",
+        "overrides": [],
+        "groups": [],
+        "circuits": [],
+        "site": site,
+        "computed_at": "2026-12-07T02:03:00.000Z",
+        "compute_ms": 0.4,
+    }
+    parsed = parse_payload(AllocatorState, json.dumps(state).encode())
+    assert parsed.site is not None
+    assert json.loads(to_json(parsed))["site"] == site
+    empty = parse_payload(SiteState, b'{"v":1}')
+    assert json.loads(to_json(empty)) == dict.fromkeys(site) | {"v": 1}
+    with pytest.raises(PayloadError, match="average_w"):
+        parse_payload(SiteState, b'{"v":1,"average_w":-5}')
+
+
+@pytest.mark.parametrize("evse_id", ["ocpp-garage", "ocpp-garage-2", "ocpp-wb-0042", "ocpp-" + "a" * 32])
+def test_ocpp_connectors_are_evses_of_their_own_kind(evse_id: str) -> None:
+    state = parse_payload(
+        EvseState, json.dumps({**EVSE, "evse_id": evse_id, "kind": "ocpp", "source": "ocpp"}).encode()
+    )
+    assert (state.evse_id, state.kind, state.source) == (evse_id, "ocpp", "ocpp")
+
+
+@pytest.mark.parametrize("evse_id", ["ocpp-", "ocpp-Garage", "ocpp-wb_1", "ocpp-" + "a" * 33])
+def test_malformed_ocpp_ids_are_refused(evse_id: str) -> None:
+    with pytest.raises(PayloadError, match="evse_id"):
+        parse_payload(EvseState, json.dumps({**EVSE, "evse_id": evse_id, "kind": "ocpp", "source": "ocpp"}).encode())

@@ -11,7 +11,9 @@ ids = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_", min_size=1, max
 def test_contract_table_is_complete() -> None:
     patterns = {spec.pattern for spec in TOPICS}
     assert "evse/{evse_id}/max_current/set" in patterns
-    assert len(TOPICS) == 20
+    assert len(TOPICS) == 22
+    assert "allocator/grid_limit/set" in patterns
+    assert "allocator/battery_hold" in patterns
     commands = [s for s in TOPICS if s.is_command]
     assert all(not s.retained for s in commands)
 
@@ -62,4 +64,6 @@ def test_each_evse_id_has_one_owning_bridge() -> None:
     assert owning_bridge("twc-4a1b") == "twc-bridge"
     assert owning_bridge("car-5YJ3E1EA8KF000001") == "tesla-bridge"
     assert owning_bridge("twc3-garage") == "tesla-bridge"
-    assert owning_bridge("garage-door") == "twc-bridge"  # no EVSE kind: one service still answers (contract §3)
+    assert owning_bridge("ocpp-garage") == "ocpp-bridge"
+    assert owning_bridge("ocpp-garage-2") == "ocpp-bridge"
+    assert owning_bridge("garage-door") == "twc-bridge"  # no EVSE kind: one service still answers (docs/contract.md §3)

@@ -1,4 +1,5 @@
-"""The TWC slave simulator over a real pseudo-terminal, driven by a tiny master written with the bridge's codec."""
+"""The TWC slave simulator over a real pseudo-terminal, driven by a tiny master written with the bridge's codec (a
+test may use the bridge to drive the simulator; the simulator itself reads the wire with its own codec)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 import serial
 from chargebus.clock import FakeClock, SystemClock
 from chargebus.schema import Setpoint
+from chargebus_sim import twc_wire as wire
 from chargebus_sim.twc_slave import SlaveSpec, TwcSlaveSim, specs_from_args
 from chargebus_twc.codec import (
     EnergyReport,
@@ -122,7 +124,7 @@ async def test_linkready2_is_answered_by_every_slave(sim: TwcSlaveSim, master: T
     master.send(MasterLinkready2(MASTER, 0x77))
     await master.expect(linkready_of(A))
     await master.expect(linkready_of(B))
-    assert sim.received[-1].message == MasterLinkready2(MASTER, 0x77)
+    assert sim.received[-1].message == wire.MasterLinkready2(MASTER, 0x77)
 
 
 async def test_the_car_follows_the_offer_after_its_lag(sim: TwcSlaveSim, master: TinyMaster) -> None:
@@ -203,11 +205,16 @@ async def test_every_received_frame_is_recorded_and_dangerous_ones_are_flagged(
     await master.heartbeat(A, 0x09, 16.0)
     assert sim.dangerous_frames() == []
     master.port.write(encode(UnknownMessage(bytes.fromhex("FC19 7777 4A1B") + bytes(9))))
-    error = MasterHeartbeat(MASTER, A, 0x02, 100)
     reply = await master.heartbeat(A, 0x02, 1.0)  # the error command: state 02 once, then silence
     assert reply.state == 0x02
-    assert [type(m).__name__ for m in sim.dangerous_frames()] == ["UnknownMessage", "MasterHeartbeat"]
-    assert sim.received[-1].message == error
+    assert [refused.reason for refused in sim.refused] == [
+        "FC 19 may disable a TWC for good",
+        "heartbeat command 02 (error): some bitmaps clear only with a power cycle",
+    ]
+    assert sim.dangerous_frames() == [refused.message for refused in sim.refused]
+    last = sim.received[-1].message
+    assert isinstance(last, wire.MasterHeartbeat)
+    assert (last.master_id, last.slave_id, last.command, last.limit_centiamps) == (MASTER, A, 0x02, 100)
     master.drain()
     master.inbox.clear()
     master.send(MasterHeartbeat(MASTER, A, 0x09, 600))
@@ -218,6 +225,31 @@ async def test_every_received_frame_is_recorded_and_dangerous_ones_are_flagged(
 async def test_offers_above_the_rating_are_visible_to_tests(sim: TwcSlaveSim, master: TinyMaster) -> None:
     await master.heartbeat(A, 0x09, 40.0)
     assert max(sim.offered_amps(A)) > sim.slave(A).spec.max_amps
+    assert sim.refused == []  # above this slave's rating, but within what any Gen2 TWC can be told
+
+
+async def test_a_limit_above_80_a_is_flagged_and_not_obeyed(sim: TwcSlaveSim, master: TinyMaster) -> None:
+    await master.heartbeat(A, 0x09, 16.0)
+    reply = await master.heartbeat(A, 0x09, 80.01)
+    assert reply.limit_centiamps == 1600  # a real slave would take it: the simulated one keeps what it had
+    (refused,) = sim.refused
+    assert refused.reason == "a limit of 80.01 A, above the largest Gen2 rating (80 A)"
+    assert sim.slave(A).limit_centiamps == 1600
+
+
+async def test_frames_no_twc_would_accept_are_recorded_and_not_answered(sim: TwcSlaveSim, master: TinyMaster) -> None:
+    await master.heartbeat(A, 0x09, 16.0)
+    master.drain()
+    master.inbox.clear()
+    good = encode(MasterHeartbeat(MASTER, A, 0x09, 600, tail=bytes(5)))
+    bad_checksum = good[:-2] + bytes([good[-2] ^ 0x01]) + good[-1:]
+    master.port.write(b"\x12\x34" + bad_checksum + b"\xfe")
+    master.port.write(encode(MasterHeartbeat(MASTER, A, 0x09, 600, tail=bytes(3))))  # 14 bytes to a P2 slave
+    await asyncio.sleep(0.1)
+    problems = [m.problem for m in sim.malformed]
+    assert problems[0].startswith("checksum ")
+    assert problems[1] == "14-byte heartbeat to a protocol 2 slave"
+    assert sim.slave(A).limit_centiamps == 600  # the bad checksum changed nothing; the short heartbeat was obeyed
 
 
 async def test_draw_is_capped_by_the_car() -> None:

@@ -17,7 +17,7 @@ import pytest
 import serial
 from chargebus.config import SERVICE_CONFIGS, FullConfig, load_config
 from chargebus.schema import PowerReading, parse_payload
-from chargebus_sim.house import House
+from chargebus_sim.house import HomeBattery, House
 from chargebus_sim.world import TWC_A, TWC_B, VIN_A, VIN_B, TwcCar, World, evse_id
 from chargebus_twc.codec import MasterHeartbeat, encode, padding
 
@@ -194,3 +194,31 @@ async def test_twc_b_can_hold_a_car_without_api_or_vin(
         offer(world, TWC_B, 12)
         await eventually(lambda: world.chargers_w()[evse_id(TWC_B)] == 12 * 230)
         assert set(world.api.cars) == {VIN_A, VIN_B}  # no API car for it
+
+
+async def test_a_home_battery_balances_the_meter_and_obeys_the_hold(
+    mqtt_broker: BrokerUnderTest, prefix: str, tmp_path: Path
+) -> None:
+    battery = HomeBattery(capacity_wh=1e9, soc_pct=60.0)
+    async with (
+        Recorder(mqtt_broker.url, [f"{prefix}/power/+"]) as bus,
+        World(
+            mqtt_broker.url, prefix, tmp_path, time_scale=SCALE, power_period_s=5.0, start_hour=2.0, battery=battery
+        ) as world,
+    ):
+        config = load_config(FullConfig, world.write_config(tmp_path / "c.toml"))
+        assert config.allocator.battery_meter == "battery"
+        await bus.wait_for(lambda: len(bus.on(f"{prefix}/power/battery")) >= 2, what="battery readings")
+        night = parse_payload(PowerReading, bus.on(f"{prefix}/power/battery")[-1].payload)
+        assert night.power_w > 0  # no sun: it covers the house
+        assert night.soc_pct == pytest.approx(60.0, abs=0.1)
+        await bus.publish(f"{prefix}/allocator/battery_hold", "true", retain=True)
+        await bus.wait_for(lambda: world.battery_hold, what="the hold applied")
+        mark = len(bus.on(f"{prefix}/power/battery"))
+        await bus.wait_for(lambda: len(bus.on(f"{prefix}/power/battery")) >= mark + 2, what="held readings")
+        assert parse_payload(PowerReading, bus.on(f"{prefix}/power/battery")[-1].payload).power_w == 0
+        await bus.publish(f"{prefix}/allocator/battery_hold", "", retain=True)
+    sample = world.samples[-1]
+    assert sample.grid_w == pytest.approx(
+        sample.house_w + sum(sample.chargers_w.values()) - sample.pv_w - sample.battery_w, abs=0.2
+    )

@@ -80,7 +80,8 @@ def test_the_config_text_is_toml_with_every_section(tmp_path: Path) -> None:
     )
     text = stack_toml(where, cars=[CarEntry(VIN, "M3", 1, priority=5, circuit="garage")], twc_ids=["4a1b"])
     data = tomllib.loads(text)
-    assert set(data) == {"state_dir", "mqtt", "twc", "tesla", "allocator", "meters", "history"}
+    assert set(data) == {"state_dir", "mqtt", "twc", "tesla", "allocator", "meters", "history", "ocpp"}
+    assert data["ocpp"] == {"listen": "127.0.0.1:9000"}  # loopback: a world never listens on the LAN
     assert data["tesla"]["token_file"] == str(tmp_path / 'tok "en".json')
     assert data["allocator"]["evses"][f"car-{VIN}"] == {"circuit": "garage", "phase": "L1"}
     assert data["allocator"]["vehicles"][VIN] == {"priority": 5}

@@ -169,8 +169,12 @@ async def running_stack(
     start_hour: float,
     allocator: Mapping[str, Scalar] | None = None,
     circuit_a: float = 40.0,
+    ha_discovery: bool = False,
 ) -> AsyncIterator[Stack]:
-    """World + recorder + the four services; yields once every service says `online`; stops everything after."""
+    """World + recorder + the four services; yields once every service says `online`; stops everything after.
+
+    With `ha_discovery` the services publish Home Assistant discovery configs under the default `homeassistant/`
+    prefix (the recorder does not subscribe to it)."""
     world = World(
         broker.url,
         prefix,
@@ -186,7 +190,7 @@ async def running_stack(
     async with world, TimedRecorder(broker.url, [f"{prefix}/#"], clock=world.clock.time) as bus:
         config = world.write_config(
             workdir / "chargebus.toml",
-            ha_discovery=False,
+            ha_discovery=ha_discovery,
             circuit_a=circuit_a,
             allocator={**ALLOCATOR, **(allocator or {})},
             tesla=TESLA,

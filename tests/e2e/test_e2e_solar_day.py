@@ -230,10 +230,14 @@ async def test_e2e_solar_day_merge_share_kick_out_and_stop_at_dusk(
         if a.at > merged_at + 1 and sp["power_w"] is not None
     ]
     assert not car_power
-    assert {call.path.rsplit("/", 1)[-1] for call in after_merge if call.category == "command"} >= {
-        "charge_start",
-        "charge_stop",
+    # Start and stop went through the car's API. When the morning's first start comes within a second of the merge
+    # (the round that merged the two EVSEs may be the one that starts the car), it falls outside `after_merge`: the
+    # start is looked for over the whole day, the stop after the merge.
+    commands_a = {
+        call.path.rsplit("/", 1)[-1] for call in world.api.calls if call.vin == VIN_A and call.category == "command"
     }
+    assert "charge_start" in commands_a
+    assert "charge_stop" in {call.path.rsplit("/", 1)[-1] for call in after_merge if call.category == "command"}
     latest = stack.bus.last(energy.topic) or energy
     log.info(f"history energy of car A after the day: {float(latest.text):.0f} Wh")
 

@@ -26,7 +26,7 @@ from chargebus.clock import SystemClock
 from chargebus_sim.fleet_api import FakeFleetApi, RecordedCall
 from chargebus_sim.teslamate import TeslaMateSim
 from chargebus_sim.twc_slave import LIMIT_COMMANDS, SlaveSpec, TwcSlaveSim
-from chargebus_twc.codec import MasterHeartbeat
+from chargebus_sim.twc_wire import MasterHeartbeat
 
 from tests.support.bus import Received, Recorder, ServiceProcess
 

@@ -34,8 +34,8 @@ HEARTBEAT_SLACK_S = 2.0
 async def test_allocator_sigkill_sends_both_bridges_to_failsafe_within_the_ttl_and_a_restart_resumes(
     mqtt_broker: BrokerUnderTest, prefix: str, tmp_path: Path
 ) -> None:
-    """Proves contract §6/§9 from outside: with the allocator killed (no goodbye, only its LWT), every bridge falls
-    back to failsafe by itself within `setpoint_ttl_s` of the last setpoint it received — the TWC sim sees
+    """Proves docs/contract.md §6/§9 from outside: with the allocator killed (no goodbye, only its LWT), every bridge
+    falls back to failsafe by itself within `setpoint_ttl_s` of the last setpoint it received — the TWC sim sees
     `failsafe_amps` on both slaves, never more than the bus cap in sum at any heartbeat, and the car gets
     `[tesla] failsafe_amps` — and a restarted allocator's setpoints are obeyed again on the wire and by the car."""
     async with (

@@ -45,12 +45,12 @@ def state_topics(bus: Recorder, prefix: str, *, retained_only: bool = False) -> 
 async def test_broker_restart_mid_charge_every_service_back_within_5s_and_no_bridge_in_failsafe(
     own_broker: BrokerProcess, prefix: str, tmp_path: Path
 ) -> None:
-    """Proves contract §3 (presence re-published on every reconnect, with all retained state) and §6/§9 (a setpoint
-    holds until it expires) across a broker restart without persistence: the broker is down for 2 s (less than
-    `setpoint_ttl_s` = 10 s) while two TWCs and a car charge; within 5 s of it listening again every service's
-    `<p>/<service>/status` is `online` and every retained state topic the services had published is back; no TWC
-    is offered anything but its setpoint (no failsafe amps, no 0 A) before, during or after the outage, the car is
-    never sent its failsafe amps, and the processes stay up with clean logs."""
+    """Proves docs/contract.md §3 (presence re-published on every reconnect, with all retained state) and
+    docs/contract.md §6/§9 (a setpoint holds until it expires) across a broker restart without persistence: the broker
+    is down for 2 s (less than `setpoint_ttl_s` = 10 s) while two TWCs and a car charge; within 5 s of it listening
+    again every service's `<p>/<service>/status` is `online` and every retained state topic the services had published
+    is back; no TWC is offered anything but its setpoint (no failsafe amps, no 0 A) before, during or after the outage,
+    the car is never sent its failsafe amps, and the processes stay up with clean logs."""
     async with running_stack(own_broker.url, prefix, tmp_path) as stack:
         async with TimedRecorder(own_broker.url, [f"{prefix}/#"]) as bus:
             await wait_stack_charging(stack, bus)

@@ -22,7 +22,7 @@ ROUNDS = 40  # distinct states per EVSE before the barrier request
 
 
 def evse_state(evse_id: str, power_w: float, updated_at: float) -> dict[str, Any]:
-    """A complete EvseState (contract §6), charging at `power_w`."""
+    """A complete EvseState (docs/contract.md §6), charging at `power_w`."""
     return {
         "v": 1,
         "evse_id": evse_id,

@@ -12,7 +12,7 @@ from typing import Any
 from chargebus.schema import EvseState
 from chargebus_sim.twc_slave import SlaveSpec, TwcSlaveSim
 from chargebus_sim.twc_tcp import TwcTcpServer
-from chargebus_twc.codec import MasterHeartbeat
+from chargebus_sim.twc_wire import MasterHeartbeat
 
 from tests.faults.fault_support import (
     TWC_A,

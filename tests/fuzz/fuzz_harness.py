@@ -206,7 +206,8 @@ def judge(
 
 
 def _transactions(cases: list[Case], events: list[dict[str, Any]], checked: Callable[[str], bool]) -> list[str]:
-    """§3: `transaction` is echoed when the input carried one (checked for live, non-retained commands)."""
+    """docs/contract.md §3: `transaction` is echoed when the input carried one (checked for live, non-retained
+    commands)."""
     wanted: dict[tuple[str, str], collections.Counter[str]] = collections.defaultdict(collections.Counter)
     for case in cases:
         transaction = expected_transaction(case.payload)

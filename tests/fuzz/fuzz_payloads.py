@@ -1,10 +1,10 @@
 """Generated hostile payloads (hypothesis) and the contract's rules that tell which of them must be refused.
 
-The fuzz tests send only payloads that the contract (§2, §3, §5, §6) says are invalid on their topic, so each one must
-be answered by exactly one ErrorEvent. Validity is judged here by an over-approximation written from the contract
-and the service READMEs, not by the services' own code: anything that *might* be accepted on some reading of the
-contract (`5.0` as an integer, `" NOW "` as a mode, any ISO-looking timestamp) counts as valid and is not sent, so a
-missing error always means a real deviation.
+The fuzz tests send only payloads that the contract (docs/contract.md §2, §3, §5, §6) says are invalid on their topic,
+so each one must be answered by exactly one ErrorEvent. Validity is judged here by an over-approximation written from
+the contract and the service READMEs, not by the services' own code: anything that *might* be accepted on some reading
+of the contract (`5.0` as an integer, `" NOW "` as a mode, any ISO-looking timestamp) counts as valid and is not sent,
+so a missing error always means a real deviation.
 
 Lone UTF-16 surrogate escapes (`"\\udc00"`) are generated in text, transactions included (they once ended a
 service's MQTT loop); `CHARGEBUS_FUZZ_SURROGATES=0` leaves them out. History response topics the broker refuses in
@@ -32,7 +32,7 @@ ERROR_PAYLOAD_CHARS: Final = 200
 #: are fixed, because one such message makes a service deaf and would hide everything after it.
 GENERATE_LONE_SURROGATES = os.environ.get("CHARGEBUS_FUZZ_SURROGATES", "1") != "0"
 
-EVSE_ID = re.compile(r"^(twc-[0-9a-f]{4}|car-[A-HJ-NPR-Z0-9]{17}|twc3-[a-z0-9-]{1,32})$")
+EVSE_ID = re.compile(r"^(twc-[0-9a-f]{4}|car-[A-HJ-NPR-Z0-9]{17}|twc3-[a-z0-9-]{1,32}|ocpp-[a-z0-9-]{1,32})$")
 VIN = re.compile(r"^[A-HJ-NPR-Z0-9]{17}$")
 MODES: Final = frozenset({"off", "now", "solar", "minsolar"})
 DEFAULT_WORD: Final = "default"
@@ -40,10 +40,11 @@ ENVELOPE_KEYS: Final = frozenset({"v", "value", "transaction"})
 WEEKDAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 #: Day names a lenient reading might take too (any case, spaces around, written out).
 _DAY_NAMES: Final = frozenset({*WEEKDAYS, "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"})
-#: A window of `[[allocator.schedules]]` / `allocator/schedules/set` (§2; the README: unknown fields are refused).
+#: A window of `[[allocator.schedules]]` / `allocator/schedules/set` (docs/contract.md §2; the README: unknown fields
+#: are refused).
 SCHEDULE_KEYS: Final = frozenset({"days", "start", "end", "power_w", "current_a", "evse_id", "vin"})
 MAX_SCHEDULES: Final = 100  # README: more than 100 windows is a bad command
-MAX_SCHEDULE_AMPS: Final = 80  # current_a > 0 and ≤ 80 (§2: 80 A is the largest Gen2 rating)
+MAX_SCHEDULE_AMPS: Final = 80  # current_a > 0 and ≤ 80 (docs/contract.md §2: 80 A is the largest Gen2 rating)
 VIN_LIST_KEYS: Final = frozenset({"allow", "deny"})
 MAX_VINS: Final = 1000  # README: more than 1 000 VINs per list is a bad command
 #: The allocator refuses larger commands unread (README).
@@ -133,8 +134,9 @@ def strict_json(text: str) -> Any:
 _UNREADABLE = object()
 
 
-def command_value(payload: bytes) -> Any:  # noqa: PLR0911 - one return per rule of §3
-    """The value of a command (§3: plain or `{"value": …}`), or _UNREADABLE when no reading can accept it."""
+def command_value(payload: bytes) -> Any:  # noqa: PLR0911 - one return per rule
+    """The value of a command (docs/contract.md §3: plain or `{"value": …}`), or _UNREADABLE when no reading can
+    accept it."""
     try:
         text = payload.decode("utf-8").strip()
     except UnicodeDecodeError:
@@ -198,7 +200,8 @@ _CLOCK = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
 
 
 def _clock_time(value: Any) -> tuple[int, int, int] | None:
-    """A local time "HH:MM" (§2), read leniently ("7:00", " 07:00 ", "07:00:00"); None when no reading takes it."""
+    """A local time "HH:MM" (docs/contract.md §2), read leniently ("7:00", " 07:00 ", "07:00:00"); None when no
+    reading takes it."""
     if not isinstance(value, str):
         return None
     match = _CLOCK.match(value.strip())
@@ -209,7 +212,7 @@ def _clock_time(value: Any) -> tuple[int, int, int] | None:
 
 
 def _id_like(pattern: re.Pattern[str], value: Any) -> bool:
-    """An id of the contract's form (§4), spaces around forgiven; case is not (VINs are upper case)."""
+    """An id of the contract's form (docs/contract.md §4), spaces around forgiven; case is not (VINs are upper case)."""
     return isinstance(value, str) and pattern.match(value.strip()) is not None
 
 
@@ -218,8 +221,9 @@ def _positive(value: Any, high: float = math.inf) -> bool:
     return number is not None and 0 < number <= high
 
 
-def _schedule_ok(item: Any) -> bool:  # noqa: PLR0911 - one return per rule of §2
-    """One window (§2 `[[allocator.schedules]]`); a null field counts as absent (§3)."""
+def _schedule_ok(item: Any) -> bool:  # noqa: PLR0911 - one return per rule
+    """One window of `[[allocator.schedules]]` (docs/contract.md §2); a null field counts as absent
+    (docs/contract.md §3)."""
     if not isinstance(item, dict) or not set(item) <= SCHEDULE_KEYS:
         return False
     days = item.get("days")
@@ -280,7 +284,8 @@ def _vin_lists_ok(value: Any) -> bool:
 
 
 def vins_might_be_valid(payload: bytes) -> bool:
-    """`vins/set` takes the lists as the envelope's `value` (§3) or bare, with `transaction` beside them (§5)."""
+    """`vins/set` takes the lists as the envelope's `value` (docs/contract.md §3) or bare, with `transaction` beside
+    them (docs/contract.md §5)."""
     value = command_value(payload)
     if value is not _UNREADABLE and _vin_lists_ok(value):
         return True
@@ -311,7 +316,7 @@ def _loose_timestamp(value: Any) -> bool:
 
 
 def setpoint_might_be_valid(evse_id: str, payload: bytes) -> bool:
-    """Setpoint (§6) on `<p>/evse/<evse_id>/setpoint`; an empty payload withdraws it (valid)."""
+    """Setpoint (docs/contract.md §6) on `<p>/evse/<evse_id>/setpoint`; an empty payload withdraws it (valid)."""
     if not payload:
         return True
     data = _json_object(payload)
@@ -364,12 +369,12 @@ ANY_TRANSACTION: Final = object()
 
 
 def preview(payload: bytes) -> str:
-    """The ErrorEvent's `payload` (§3): UTF-8 with replacement characters, cut to 200 characters."""
+    """The ErrorEvent's `payload` (docs/contract.md §3): UTF-8 with replacement characters, cut to 200 characters."""
     return payload.decode("utf-8", errors="replace")[:ERROR_PAYLOAD_CHARS]
 
 
 def expected_transaction(payload: bytes) -> object:
-    """The transaction an error must echo (§3), or ANY_TRANSACTION where readings could differ."""
+    """The transaction an error must echo (docs/contract.md §3), or ANY_TRANSACTION where readings could differ."""
     if len(payload) > RUNTIME_MAX_BYTES:
         return ANY_TRANSACTION
     try:
@@ -390,8 +395,8 @@ def expected_transaction(payload: bytes) -> object:
             continue
         transaction = data.get("transaction") if isinstance(data, dict) else None
         if isinstance(transaction, bool | float):
-            # Not a transaction (§6: string or integer), but pydantic's lax mode turns false into 0 and 3.0 into 3
-            # in the command envelope: reported, not judged here.
+            # Not a transaction (docs/contract.md §6: string or integer), but pydantic's lax mode turns false into 0
+            # and 3.0 into 3 in the command envelope: reported, not judged here.
             return ANY_TRANSACTION
         if isinstance(transaction, str) and not _encodable(transaction):
             # A lone surrogate ("\\udc00"): not UTF-8 text, so echoed as null or as an escape: not judged here.
@@ -743,7 +748,7 @@ _schedule_misspellings = st.sampled_from(
 
 @st.composite
 def valid_schedules(draw: st.DrawFn) -> dict[str, Any]:
-    """One window as contract §2 shows it (start and end may rarely be drawn equal: then it is invalid)."""
+    """One window as docs/contract.md §2 shows it (start and end may rarely be drawn equal: then it is invalid)."""
     item: dict[str, Any] = {"days": draw(_day_lists), "start": draw(_valid_times), "end": draw(_valid_times)}
     if draw(st.booleans()):
         item["power_w"] = draw(st.sampled_from([7400, 1, 3680.5, 11_000]))
@@ -856,7 +861,8 @@ bad_vin_lists = weighted(
 
 
 def vins_payloads(values: st.SearchStrategy[Any]) -> st.SearchStrategy[bytes]:
-    """`vins/set`: the object bare (§5, optionally with a transaction beside the lists), in the envelope (§3)."""
+    """`vins/set`: the object bare (docs/contract.md §5, optionally with a transaction beside the lists), in the
+    envelope (docs/contract.md §3)."""
 
     def beside(parts: tuple[Any, Any, bool]) -> bytes:
         value, transaction, ascii_only = parts
@@ -934,7 +940,7 @@ class HistoryBits:
 
 
 def history_requests(bits: HistoryBits) -> st.SearchStrategy[bytes]:
-    """HistoryRequest (§6) and its mutations. On an empty database every one of them is refused."""
+    """HistoryRequest (docs/contract.md §6) and its mutations. On an empty database every one of them is refused."""
     stamps = st.one_of(
         st.sampled_from(
             [

@@ -1,9 +1,9 @@
 """Fuzzing `<p>/history/request` (issue 9.3): thousands of malformed, out-of-range and unanswerable queries.
 
-The history service runs as its own process with an empty SQLite database, so every request is refused: malformed
-ones (§6), over-limit ones, retained ones, and well-formed ones about a subject with no rows ("unknown"). Each must
-give exactly one ErrorEvent on `<p>/history/error` (plus a `status: "error"` answer where a usable response topic
-was given), write no row, publish no energy figure, and leave the process alive.
+The history service runs as its own process with an empty SQLite database, so every request is refused: malformed ones
+(docs/contract.md §6), over-limit ones, retained ones, and well-formed ones about a subject with no rows ("unknown").
+Each must give exactly one ErrorEvent on `<p>/history/error` (plus a `status: "error"` answer where a usable response
+topic was given), write no row, publish no energy figure, and leave the process alive.
 """
 
 from __future__ import annotations

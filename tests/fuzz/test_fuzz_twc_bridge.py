@@ -2,8 +2,8 @@
 
 The bridge runs as its own process, driving a simulated Gen2 TWC on a pseudo-terminal, with a valid setpoint of
 10 A in force. Every payload sent is invalid by the contract; each must get exactly one ErrorEvent on
-`<p>/twc-bridge/error`, and the TWC must be offered 10 A throughout (§9: a malformed setpoint is ignored and the
-last valid one kept), with no override stored and no dangerous frame on the bus.
+`<p>/twc-bridge/error`, and the TWC must be offered 10 A throughout (docs/contract.md §9: a malformed setpoint is
+ignored and the last valid one kept), with no override stored and no dangerous frame on the bus.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""The test broker (quality.md): $CHARGEBUS_TEST_BROKER, else a fresh local mosquitto on a free port (with a TLS +
-password listener too), else testcontainers' eclipse-mosquitto when a Docker engine answers, else the embedded
+"""The test broker (README.md, Development): $CHARGEBUS_TEST_BROKER, else a fresh local mosquitto on a free port (with a
+TLS + password listener too), else testcontainers' eclipse-mosquitto when a Docker engine answers, else the embedded
 broker with a warning. Every test gets its own topic prefix, so retained messages never leak between tests.
 """
 
@@ -72,7 +72,7 @@ def _mosquitto_with_tls(workdir: Path) -> BrokerUnderTest:
 
 @pytest.fixture(scope="session")
 def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerUnderTest]:
-    """The session's broker, chosen as quality.md says."""
+    """The session's broker, chosen in the order the module docstring gives."""
     if url := os.environ.get(TEST_BROKER_ENV):
         yield BrokerUnderTest(url, "external")
         return

@@ -153,6 +153,6 @@ def test_stopping_holds_the_minimum_and_says_when_it_stops() -> None:
     assert result.reason == (
         "stopping in 180 s: 1 040 W available no longer covers its minimum 1 440 W; it holds the minimum until then."
     )
-    assert allocation.available_w == 1040 + 1440
+    assert allocation.available_w == 1440  # the held minimum is paid from the 1 040 W first, the grid adds 400 W
     assert allocation.setpoints[0].charge is True
     assert timers["twc-0001"].phase == "stopping"

@@ -1,4 +1,4 @@
-"""Modes, their precedence, the solar budget and the stale grid meter (allocation.md §2)."""
+"""Modes, their precedence, the solar budget and the stale grid meter (docs/allocation.md §2)."""
 
 from __future__ import annotations
 
@@ -54,7 +54,9 @@ def test_solar_arithmetic() -> None:
     assert solar_budget_w(5000, 3840) == 1160
     assert solar_budget_w(None, 0) == 0
     assert effective_budget_w(1000, 1440, 0) == 1440  # minsolar keeps its minimums
-    assert effective_budget_w(5000, 1440, 1440) == 6440  # a held minimum is counted on top
+    # A held minimum is paid from the surplus first: the grid covers only what the surplus lacks.
+    assert effective_budget_w(2000, 1440, 1440) == 2880
+    assert effective_budget_w(3000, 1440, 1440) == 3000
 
 
 def test_a_grid_reading_is_stale_after_its_age_limit_or_when_missing() -> None:

@@ -1,4 +1,4 @@
-"""The circuit tree, phase mapping, metered loads and slow followers' transient slots (allocation.md §5)."""
+"""The circuit tree, phase mapping, metered loads and slow followers' transient slots (docs/allocation.md §5)."""
 
 from __future__ import annotations
 

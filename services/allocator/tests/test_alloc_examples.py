@@ -1,4 +1,4 @@
-"""The worked examples of allocation.md §9, with the numbers as written there (steady state, no metered load)."""
+"""The worked examples of docs/allocation.md §9, with the numbers as written there (steady state, no metered load)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Water level, priority filling and whole-step quantisation (allocation.md §4)."""
+"""Water level, priority filling and whole-step quantisation (docs/allocation.md §4)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ PER_W_240 = 1 / 240
 
 
 def seed_procedure(demands: list[Demand], budget_w: float) -> list[float]:
-    """The predecessor's intended rule (twcmanager-notes a.6, step 5, without its skipping bug, no controllers):
+    """The predecessor's intended rule (its power distribution, without its skipping bug, no controllers):
     smallest maximum first, each offered an equal share of what is left; a share below the minimum becomes 0."""
     offers = [0.0] * len(demands)
     remaining = budget_w

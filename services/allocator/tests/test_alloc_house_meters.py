@@ -47,7 +47,8 @@ def test_the_same_house_gives_the_same_figure_in_every_form(generation: float, h
 
 
 def test_worked_numbers() -> None:
-    # TWCManager's regression numbers (§g): 2 838 W generation, 5 836 W consumption incl. a 19.83 A charger at 240 V.
+    # TWCManager's regression numbers (its test suite): 2 838 W generation, 5 836 W consumption incl. a 19.83 A
+    # charger at 240 V.
     chargers = 19.83 * 240
     result = figure(INCLUDES, chargers, pv=2838, house=5836)
     assert close(result.grid_w, 5836 - 2838)

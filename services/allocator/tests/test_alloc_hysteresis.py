@@ -1,4 +1,4 @@
-"""The per-charge-point state machine of allocation.md §6, step by step."""
+"""The per-charge-point state machine of docs/allocation.md §6, step by step."""
 
 from __future__ import annotations
 

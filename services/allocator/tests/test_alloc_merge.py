@@ -1,4 +1,4 @@
-"""Merging EVSEs and vehicles by VIN into charge points (contract §7, §8)."""
+"""Merging EVSEs and vehicles by VIN into charge points (docs/contract.md §7, §8)."""
 
 from __future__ import annotations
 
@@ -167,3 +167,14 @@ def test_plug_in_time_and_order_do_not_depend_on_input_order() -> None:
     backward = merge(list(reversed(evses)), [vehicle_state(VIN_A)])
     assert forward == backward
     assert forward[1].plugged_in_at == T0 - 50
+
+
+def test_a_kind_of_charger_the_allocator_has_never_heard_of_is_a_local_charger() -> None:
+    """A new bridge (an OCPP wallbox today, anything tomorrow) needs no change here: its kind ranks with the local
+    chargers, before a car's API, and a wallbox alone is a charge point like a TWC."""
+    wallbox = evse_state("ocpp-garage", vin=VIN_A, power_w=2000, charging=True).model_copy(update={"kind": "ocpp"})
+    (alone,) = merge([wallbox], [])
+    assert (alone.id, alone.current_target) == ("ocpp-garage", "ocpp-garage")
+    (point,) = merge([evse_state(CAR_A), wallbox], [vehicle_state(VIN_A)])
+    assert point.current_target == "ocpp-garage"  # the wallbox sets the current; the car's API is billed
+    assert not point.follows_slowly

@@ -1,4 +1,4 @@
-"""Invariants of allocation.md §5 over random circuit trees, phases, charge points, modes and budgets.
+"""Invariants of docs/allocation.md §5 over random circuit trees, phases, charge points, modes and budgets.
 
 The circuit loads are recomputed here from first principles (not with the allocator's own Network), so a mistake
 in the phase mapping would show up as a broken limit.
@@ -168,7 +168,7 @@ def _loads(inputs: Inputs, allocated: dict[str, float], *, transient: bool) -> d
 
 
 def _budget_ok(inputs: Inputs, allocation: Allocation, allocated: dict[str, float]) -> None:
-    now_group = solar_group = solar_only_min = solar_group_min = 0.0
+    now_group = solar_group = new_solar_only_min = solar_group_min = 0.0
     for point in inputs.charge_points:
         mode = point_mode(point, inputs.settings.mode, inputs.charge_now_until, T0)
         power = allocated[point.id]
@@ -177,13 +177,15 @@ def _budget_ok(inputs: Inputs, allocation: Allocation, allocated: dict[str, floa
         elif power > 0:
             solar_group += power
             solar_group_min += point.min_power_w
-            if mode == "solar":
-                solar_only_min += point.min_power_w
+            if mode == "solar" and not point.charging:
+                new_solar_only_min += point.min_power_w
     surplus = allocation.surplus_w
     budget = 0.0 if surplus is None else max(0.0, surplus - now_group)
-    held = sum(r.charge_point.min_power_w for r in allocation.points if r.state == "stopping")
-    assert solar_only_min <= budget + held + EPS_W
-    assert solar_group <= max(budget, solar_group_min) + held + EPS_W
+    # Only a charge point that was already charging may keep its minimum beyond the budget (its stop delay), and
+    # only one of those at a time is stopping: the others keep charging at their minimum until it has stopped.
+    assert new_solar_only_min <= budget + EPS_W
+    assert sum(1 for r in allocation.points if r.state == "stopping") <= 1
+    assert solar_group <= max(budget, solar_group_min) + EPS_W
     if allocation.available_w is not None:
         assert solar_group <= allocation.available_w + EPS_W
 

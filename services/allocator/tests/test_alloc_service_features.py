@@ -55,7 +55,7 @@ async def test_schedules_and_vin_lists_over_mqtt_survive_a_restart(
             refused = await bus.wait_for(group_is(bus, prefix, "refused"), timeout=SLOW, what="refused")
             assert refused["groups"][0]["reason"] == f"refused: VIN {VIN_A} is not authorised to charge here."
 
-            # The lists as the whole payload (contract §5); a wrong check digit is accepted with a warning.
+            # The lists as the whole payload (docs/contract.md §5); a wrong check digit is accepted with a warning.
             await bus.publish(f"{prefix}/allocator/vins/set", json.dumps({"allow": [VIN_A], "deny": [BAD_CHECK_DIGIT]}))
             waiting = await bus.wait_for(group_is(bus, prefix, "waiting"), timeout=SLOW, what="allowed, mode off")
             assert overrides_of(waiting)["vins"] == {"allow": [VIN_A], "deny": [BAD_CHECK_DIGIT]}

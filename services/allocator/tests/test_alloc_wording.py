@@ -1,4 +1,4 @@
-"""Numbers in reasons read the way the handbook writes them."""
+"""Numbers in reasons read the way docs/allocation.md writes them."""
 
 from __future__ import annotations
 

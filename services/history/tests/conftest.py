@@ -86,7 +86,7 @@ FIXED_AT = "2027-01-15T08:00:00.000Z"
 
 @pytest.fixture
 def evse_payload() -> Callable[..., dict[str, Any]]:
-    """A complete EvseState payload (contract §6) with overrides: idle, at a fixed time."""
+    """A complete EvseState payload (docs/contract.md §6) with overrides: idle, at a fixed time."""
 
     def build(evse_id: str = "twc-4a1b", **overrides: Any) -> dict[str, Any]:
         fixed = {"name": evse_id, "source": "rs485", "updated_at": FIXED_AT}
@@ -97,7 +97,7 @@ def evse_payload() -> Callable[..., dict[str, Any]]:
 
 @pytest.fixture
 def vehicle_payload() -> Callable[..., dict[str, Any]]:
-    """A complete VehicleState payload (contract §6) with overrides: parked and unplugged, at a fixed time."""
+    """A complete VehicleState payload (docs/contract.md §6) with overrides: parked and unplugged, at a fixed time."""
     unplugged = {
         "plugged_in": False,
         "charging_state": "Disconnected",

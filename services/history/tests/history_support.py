@@ -70,7 +70,7 @@ def now_iso(offset_s: float = 0.0) -> str:
 
 
 def evse_state(evse_id: str = "twc-4a1b", **overrides: Any) -> dict[str, Any]:
-    """A complete EvseState payload (contract §6) as a bridge publishes it."""
+    """A complete EvseState payload (docs/contract.md §6) as a bridge publishes it."""
     payload: dict[str, Any] = {
         "v": 1,
         "evse_id": evse_id,

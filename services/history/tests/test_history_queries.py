@@ -1,4 +1,4 @@
-"""HistoryRequest data over a real store: shapes as contract §6, a merged car counted once, gaps null."""
+"""HistoryRequest data over a real store: shapes as docs/contract.md §6, a merged car counted once, gaps null."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The handbook's ten acceptance scenarios (§6) and the issue's cost rules, end to end in one process.
+"""Ten acceptance scenarios for the tesla-bridge and the issue's cost rules, end to end in one process.
 
 Real mosquitto, the fake Fleet API over real HTTP, the TeslaMate simulator publishing over MQTT, and the bridge's
 real `Service`; only time is simulated: a FakeClock shared by the bridge, the fake API and the TeslaMate sim. The

@@ -1,4 +1,5 @@
-"""The merged car view and its payloads: newest source wins, at_home, the §6 phases/voltage rule, min/max power."""
+"""The merged car view and its payloads: newest source wins, at_home, the phases/voltage rule of docs/contract.md §6.1,
+min/max power."""
 
 from __future__ import annotations
 

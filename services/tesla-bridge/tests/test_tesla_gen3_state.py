@@ -1,4 +1,4 @@
-"""Gen3 readings → EvseState (contract §3, §6, §7, §8), VIN choice, and the poller's bookkeeping."""
+"""Gen3 readings → EvseState (docs/contract.md §3, §6, §7, §8), VIN choice, and the poller's bookkeeping."""
 
 from __future__ import annotations
 

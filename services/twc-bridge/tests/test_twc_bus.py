@@ -14,8 +14,9 @@ import serial.rfc2217
 from chargebus.clock import SystemClock
 from chargebus_sim.twc_slave import SlaveSpec, TwcSlaveSim
 from chargebus_sim.twc_tcp import TwcTcpServer
+from chargebus_sim.twc_wire import MasterHeartbeat
 from chargebus_twc.bus import BusEvent, PortDown, PortUp, SerialBus, WriteRefused
-from chargebus_twc.codec import MasterHeartbeat, UnknownMessage
+from chargebus_twc.codec import UnknownMessage
 from chargebus_twc.link import BusLink
 from chargebus_twc.scheduler import Idle, Transmit
 from chargebus_twc.slaves import SlaveLinked
@@ -163,6 +164,7 @@ async def test_a_refused_message_never_reaches_the_line() -> None:
             assert "FC 19" in refused.reason
             await wait_offer(sim, 6.0)  # and the bus goes on working
     assert sim.dangerous_frames() == []
+    assert sim.malformed == []  # every frame as the simulated slaves read the protocol
     assert bus.bytes_written == sim.received_bytes
 
 

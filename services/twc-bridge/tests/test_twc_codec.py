@@ -1,4 +1,4 @@
-"""Codec: the golden frames of the protocol notes §10, framing edge cases, and round-trip / resync properties."""
+"""Codec: the golden frames of docs/twc-gen2-protocol.md §8, framing edge cases, and round-trip / resync properties."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def _hex(text: str) -> bytes:
     return bytes.fromhex(text)
 
 
-# (notes §10 row, wire bytes, the typed message they carry)
+# (docs/twc-gen2-protocol.md §8 row, wire bytes, the typed message they carry)
 GOLDEN: list[tuple[str, str, Message]] = [
     ("1 idle", "C0 FC 1D 00 00 00 00 00 00 00 00 00 00 00 1D C0", UnknownMessage(_hex("FC1D" + "00" * 11))),
     (

@@ -112,7 +112,7 @@ def test_watts_floor_to_whole_amps_with_the_contract_epsilon() -> None:
 
 
 def test_the_setpoint_basis_wins_over_the_bridges_own() -> None:
-    # A 1-phase car on a 3-phase TWC told 4600 W at 230 V gets 20 A (contract §6).
+    # A 1-phase car on a 3-phase TWC told 4600 W at 230 V gets 20 A (docs/contract.md §6).
     three_phase = demand(sp=setpoint(4600.0, phases=1, voltage_v=230.0), phases=3)
     assert wanted_amps(three_phase, NOW) == 20
     assert wanted_amps(demand(sp=setpoint(11040.0), phases=3), NOW) == 16

@@ -87,6 +87,7 @@ async def test_max_current_override_survives_a_restart(
             second.stop()
         assert max(after_restart) == 10.0  # the 100 kW setpoint never got more than the override
         assert sim.dangerous_frames() == []
+        assert sim.malformed == []  # every frame as the simulated slaves read the protocol
     for process in (first, second):
         assert "Traceback" not in process.log()
     assert "event=max_current evse_id=twc-4a1b amps=10" in first.log()

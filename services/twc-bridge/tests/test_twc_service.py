@@ -19,7 +19,7 @@ from chargebus.config import MqttConfig, TwcBridgeConfig, TwcConfig
 from chargebus.mqtt import Service
 from chargebus.schema import EvseState
 from chargebus_sim.twc_slave import LIMIT_COMMANDS, SlaveSpec, TwcSlaveSim
-from chargebus_twc.codec import MasterHeartbeat, StartCharging, StopCharging
+from chargebus_sim.twc_wire import MasterHeartbeat, StartCharging, StopCharging
 from chargebus_twc.service import NAME, TwcBridge, build
 
 from tests.support.broker_fixture import BrokerUnderTest
@@ -118,6 +118,7 @@ def errors(bus: Recorder, prefix: str) -> list[dict[str, Any]]:
 
 def assert_bus_safe(sim: TwcSlaveSim, limit_a: float) -> None:
     assert sim.dangerous_frames() == []
+    assert sim.malformed == []  # every frame as the simulated slaves read the protocol
     for frame in sim.received:
         if isinstance(frame.message, MasterHeartbeat) and frame.message.command in LIMIT_COMMANDS:
             assert frame.message.limit_centiamps <= limit_a * 100
@@ -152,7 +153,7 @@ async def test_three_slaves_of_both_protocols_are_discovered_and_published(
     assert states[B].min_power_w == 5 * 240  # protocol 1: 5 A
     assert states[A].name == "TWC 4a1b"
     raw = json.loads(bus.last(state_topic(prefix, A)).payload)  # type: ignore[union-attr]
-    assert set(raw) == set(EvseState.model_fields)  # every field of contract §6, nulls included
+    assert set(raw) == set(EvseState.model_fields)  # every field of docs/contract.md §6, nulls included
     assert raw["state_code"] == "0x00"
     configs = {m.topic: m.json() for m in bus.messages if m.topic.startswith(f"{prefix}-ha/")}
     energy = configs[f"{prefix}-ha/sensor/chargebus/twc_4a1b_lifetime_energy/config"]
@@ -165,6 +166,7 @@ async def test_three_slaves_of_both_protocols_are_discovered_and_published(
     assert number["command_topic"] == f"{prefix}/evse/twc-4a1b/max_current/set"
     assert number["max"] == 32
     assert sim.dangerous_frames() == []
+    assert sim.malformed == []  # every frame as the simulated slaves read the protocol
 
 
 async def test_a_fourth_slave_is_reported_once_and_never_driven(

@@ -192,7 +192,7 @@ def test_another_vin_replaces_the_last_one() -> None:
         reg.observe(part)
     other = "5YJ3E1EA8KF000002"
     events = [e for part in vin_parts(1, other) for e in reg.observe(part)]
-    assert events == [VinRead(1, other, check_digit_ok=False)]  # accepted with a warning (contract §4)
+    assert events == [VinRead(1, other, check_digit_ok=False)]  # accepted with a warning (docs/contract.md §4)
 
 
 def test_incomplete_or_malformed_vin_reads_are_dropped() -> None:

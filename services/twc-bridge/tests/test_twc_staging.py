@@ -19,12 +19,21 @@ def test_an_increase_waits_for_room_left_by_the_others() -> None:
     assert stage_offers({1: 10, 2: 30}, {1: 10, 2: 10}, MINIMUMS, 40)[2] == 30
 
 
-def test_a_partial_increase_goes_as_far_as_the_room_allows() -> None:
-    assert stage_offers({1: 20, 2: 20}, {1: 28, 2: 0}, MINIMUMS, 40) == {1: 20, 2: 12}
+def test_an_increase_waits_for_decreases_on_their_way_rather_than_going_half_way() -> None:
+    # 1 is coming down from 28 to 20: 2 waits at 0 for it, then goes to 20 in one change (not 0 → 12 → 20)
+    assert stage_offers({1: 20, 2: 20}, {1: 28, 2: 0}, MINIMUMS, 40) == {1: 20, 2: 0}
+    assert stage_offers({1: 20, 2: 20}, {1: 20, 2: 0}, MINIMUMS, 40) == {1: 20, 2: 20}
+    # a charging slave keeps its offer meanwhile
+    assert stage_offers({1: 20, 2: 20}, {1: 28, 2: 10}, MINIMUMS, 40) == {1: 20, 2: 10}
+
+
+def test_a_partial_increase_goes_as_far_as_the_room_allows_when_nothing_is_freeing_it() -> None:
+    # 3 is not in the plan (no longer managed) but still counted: 2 gets what is left
+    assert stage_offers({1: 20, 2: 20}, {1: 20, 2: 0, 3: 8}, MINIMUMS, 40) == {1: 20, 2: 12}
 
 
 def test_an_increase_that_cannot_reach_the_minimum_keeps_zero_never_one_to_five() -> None:
-    assert stage_offers({1: 20, 2: 20}, {1: 36, 2: 0}, MINIMUMS, 40) == {1: 20, 2: 0}
+    assert stage_offers({1: 20, 2: 20}, {1: 20, 2: 0, 3: 16}, MINIMUMS, 40) == {1: 20, 2: 0}
 
 
 def test_an_odd_committed_value_below_the_minimum_is_never_repeated() -> None:

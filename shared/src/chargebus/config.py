@@ -1,4 +1,4 @@
-"""`chargebus.toml` + environment, per contract §2.
+"""`chargebus.toml` + environment, per docs/contract.md §2.
 
 One file (``--config``, else ``$CHARGEBUS_CONFIG``, else ``./chargebus.toml``), any scalar key overridable by
 ``CHARGEBUS_<SECTION>__<KEY>``, plus the shortcuts ``CHARGEBUS_MQTT_URL``, ``CHARGEBUS_TOPIC_PREFIX`` and
@@ -364,6 +364,25 @@ class VehicleSettings(Section):
     priority: Priority = 0
 
 
+Percent = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
+#: Longest import-average window: one day (a window must divide the day so windows stay clock-aligned).
+DAY_S = 86_400
+
+
+class ImportAverage(Section):
+    """A capacity tariff: the average grid import over each clock-aligned window stays at most `limit_w`."""
+
+    limit_w: Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)] = 0  # 0 = no average limit
+    window_s: Annotated[int, Field(ge=60, le=DAY_S)] = 900
+
+    @field_validator("window_s")
+    @classmethod
+    def _divides_the_day(cls, value: int) -> int:
+        if DAY_S % value:
+            raise ValueError("must divide a day (900 = quarter hours, 3600 = hours) so windows align to the clock")
+        return value
+
+
 class AllocatorConfig(Section):
     mode: Mode = "solar"
     grid_meter: OptionalStr = "grid"
@@ -388,6 +407,16 @@ class AllocatorConfig(Section):
     circuits: list[CircuitConfig] = Field(default_factory=list)
     evses: dict[EvseId, EvseSettings] = Field(default_factory=dict)
     vehicles: dict[Vin, VehicleSettings] = Field(default_factory=dict)
+    # Home battery: its meter reads + discharging into the house, − charging; its SoC comes from that meter's
+    # PowerReading `soc_pct` or from a meter whose value is the SoC in %.
+    battery_meter: OptionalStr = None
+    battery_soc_meter: OptionalStr = None
+    battery_priority_soc: Percent = 50
+    battery_buffer_soc: Percent = 90
+    battery_buffer_start_soc: Percent = 95
+    # Site limits: bind every mode. 0 = none.
+    max_import_w: Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)] = 0
+    import_average: ImportAverage = Field(default_factory=ImportAverage)
 
     @model_validator(mode="before")
     @classmethod
@@ -422,6 +451,29 @@ class AllocatorConfig(Section):
             if settings.circuit is not None and settings.circuit not in by_id:
                 raise ValueError(f"evses.{evse_id} names circuit {settings.circuit!r}, which is not defined")
         return self
+
+    @model_validator(mode="after")
+    def _battery(self) -> Self:
+        if self.battery_soc_meter is not None and self.battery_meter is None:
+            raise ValueError("battery_soc_meter needs battery_meter")
+        house = {self.grid_meter, self.generation_meter, self.consumption_meter} - {None}
+        for key in ("battery_meter", "battery_soc_meter"):
+            name = getattr(self, key)
+            if name is not None and name in house:
+                raise ValueError(f"{key} {name!r} is also a grid/generation/consumption meter")
+        if self.battery_meter is not None and self.battery_meter == self.battery_soc_meter:
+            raise ValueError("battery_soc_meter must differ from battery_meter (omit it to read soc_pct)")
+        if not self.battery_priority_soc <= self.battery_buffer_soc <= self.battery_buffer_start_soc:
+            raise ValueError(
+                "battery SoC thresholds must rise: battery_priority_soc ≤ battery_buffer_soc ≤ battery_buffer_start_soc"
+                f" (got {self.battery_priority_soc:g}, {self.battery_buffer_soc:g}, {self.battery_buffer_start_soc:g})"
+            )
+        return self
+
+    @property
+    def site_limited(self) -> bool:
+        """A site import limit is configured (the instantaneous cap or the window average)."""
+        return self.max_import_w > 0 or self.import_average.limit_w > 0
 
     def warnings(self) -> list[str]:
         """Legal but suspicious settings, logged once at start."""
@@ -467,16 +519,120 @@ class HistoryConfig(Section):
         return value
 
 
+#: A charge point's name becomes `ocpp-<name>`, and `ocpp-<name>-<n>` for its connectors 2…9.
+_OCPP_NAME = re.compile(r"^[a-z0-9-]{1,30}$")
+#: The lowest current IEC 61851 lets a charger signal to a car.
+IEC_MIN_AMPS = 6
+#: Type 2 / IEC 62196 stops at 63 A per phase; 80 A is the largest North-American AC rating.
+OCPP_MAX_AMPS = 80
+
+
+def _listen_address(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError('must be "host:port" (e.g. "0.0.0.0:9000")')
+    host = host.strip("[]")
+    if host and not (_HOST.fullmatch(host) or ":" in host):
+        raise ValueError('must be "host:port" with a host name or IP address')
+    return value
+
+
+class OcppChargePointConfig(Section):
+    ocpp_id: Annotated[str, Field(pattern=r"^[\x21-\x7e]{1,48}$")]
+    name: str
+    password_file: OptionalPath = None
+    max_current_a: Annotated[int, Field(ge=IEC_MIN_AMPS, le=OCPP_MAX_AMPS)] = 16
+    min_current_a: Annotated[int, Field(ge=IEC_MIN_AMPS, le=OCPP_MAX_AMPS)] = 6
+    phases: Literal[1, 3] = 3
+    voltage_v: Annotated[float, Field(ge=90, le=260)] = 230
+    rate_unit: Literal["A", "W"] = "A"
+    failsafe_current_a: Annotated[int, Field(ge=0, le=OCPP_MAX_AMPS)] = 6
+    start_stop: bool = False
+    id_tags: dict[Annotated[str, Field(min_length=1, max_length=20)], Vin] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _OCPP_NAME.fullmatch(value):
+            raise ValueError("must be 1-30 characters of a-z, 0-9 and '-' (it becomes the id ocpp-<name>)")
+        return value
+
+    @field_validator("ocpp_id")
+    @classmethod
+    def _url_safe(cls, value: str) -> str:
+        if any(c in value for c in "/?#%"):
+            raise ValueError("must not contain '/', '?', '#' or '%' (it is the last part of the charger's URL)")
+        return value
+
+    @model_validator(mode="after")
+    def _limits(self) -> Self:
+        if self.min_current_a > self.max_current_a:
+            raise ValueError(f"min_current_a {self.min_current_a} is above max_current_a {self.max_current_a}")
+        if 0 < self.failsafe_current_a < self.min_current_a:
+            raise ValueError(
+                f"failsafe_current_a {self.failsafe_current_a} is between 0 and min_current_a {self.min_current_a}"
+            )
+        if self.failsafe_current_a > self.max_current_a:
+            raise ValueError(
+                f"failsafe_current_a {self.failsafe_current_a} is above max_current_a {self.max_current_a}"
+            )
+        return self
+
+    def password(self) -> str | None:
+        """The HTTP Basic password: the file's content without its trailing newline; None when none is set."""
+        if self.password_file is None:
+            return None
+        return self.password_file.read_text(encoding="utf-8").removesuffix("\n").removesuffix("\r")
+
+
+class OcppConfig(Section):
+    listen: Annotated[str, AfterValidator(_listen_address)] = "0.0.0.0:9000"
+    cert_file: OptionalPath = None
+    key_file: OptionalPath = None
+    meter_interval_s: Annotated[int, Field(ge=1, le=3600)] = 10
+    heartbeat_s: Annotated[int, Field(ge=5, le=86_400)] = 60
+    allow_unknown: bool = False
+    charge_points: list[OcppChargePointConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Self:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("give both cert_file and key_file (wss://), or neither (ws://)")
+        if duplicates := repeated([cp.ocpp_id for cp in self.charge_points]):
+            raise ValueError(f"charge_points list ocpp_id {', '.join(duplicates)} more than once")
+        names = [cp.name for cp in self.charge_points]
+        if duplicates := repeated(names):
+            raise ValueError(f"charge_points name {', '.join(duplicates)} is defined more than once")
+        taken = set(names)
+        for name in names:
+            base, _, connector = name.rpartition("-")
+            if connector.isdigit() and base in taken:
+                raise ValueError(f"charge point name {name!r} is also the id of connector {connector} of {base!r}")
+        return self
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    @property
+    def tls(self) -> bool:
+        return self.cert_file is not None
+
+
 def default_state_dir() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "chargebus"
 
 
-KNOWN_TOP_LEVEL = frozenset({"state_dir", "mqtt", "twc", "tesla", "allocator", "meters", "history"})
+KNOWN_TOP_LEVEL = frozenset({"state_dir", "mqtt", "twc", "tesla", "allocator", "meters", "history", "ocpp"})
 
 
 class _ShortcutEnv(PydanticBaseSettingsSource):
-    """CHARGEBUS_MQTT_URL and CHARGEBUS_TOPIC_PREFIX, the two shortcuts of contract §2."""
+    """CHARGEBUS_MQTT_URL and CHARGEBUS_TOPIC_PREFIX, the two shortcuts of docs/contract.md §2."""
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         del field
@@ -531,6 +687,11 @@ class TeslaBridgeConfig(CommonConfig):
     tesla: TeslaConfig = Field(default_factory=TeslaConfig)
 
 
+class OcppBridgeConfig(CommonConfig):
+    SECTIONS: ClassVar[frozenset[str]] = CommonConfig.SECTIONS | {"ocpp"}
+    ocpp: OcppConfig = Field(default_factory=OcppConfig)
+
+
 class AllocatorServiceConfig(CommonConfig):
     SECTIONS: ClassVar[frozenset[str]] = CommonConfig.SECTIONS | {"allocator", "meters"}
     allocator: AllocatorConfig = Field(default_factory=AllocatorConfig)
@@ -553,7 +714,7 @@ class HistoryServiceConfig(CommonConfig):
         return self.history.database or f"sqlite:///{(self.state_dir / 'history.sqlite').absolute()}"
 
 
-class FullConfig(TwcBridgeConfig, TeslaBridgeConfig, AllocatorServiceConfig, HistoryServiceConfig):
+class FullConfig(TwcBridgeConfig, TeslaBridgeConfig, OcppBridgeConfig, AllocatorServiceConfig, HistoryServiceConfig):
     """Every section at once: `chargebus config check` and the example file's test."""
 
     SECTIONS: ClassVar[frozenset[str]] = KNOWN_TOP_LEVEL
@@ -568,6 +729,7 @@ SERVICE_CONFIGS: dict[str, type[CommonConfig]] = {
     "tesla-bridge": TeslaBridgeConfig,
     "allocator": AllocatorServiceConfig,
     "history": HistoryServiceConfig,
+    "ocpp-bridge": OcppBridgeConfig,
 }
 
 ConfigT = TypeVar("ConfigT", bound=CommonConfig)

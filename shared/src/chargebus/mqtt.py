@@ -105,7 +105,7 @@ class Backoff:
 
 
 def payload_preview(payload: bytes | None) -> str | None:
-    """The received bytes as UTF-8 with replacement characters, cut to 200 characters (contract §3)."""
+    """The received bytes as UTF-8 with replacement characters, cut to 200 characters (docs/contract.md §3)."""
     if payload is None:
         return None
     return payload[: ERROR_PAYLOAD_CHARS * 4].decode("utf-8", errors="replace")[:ERROR_PAYLOAD_CHARS]
@@ -171,7 +171,7 @@ class Service:
 
         `owns` decides, from the topic's ids, whether this service owns a command on a topic shared with others
         (`evse/+/max_current/set`: twc-* belongs to the twc-bridge, car-* to the tesla-bridge). Commands it does not
-        own are ignored before any check, so exactly one service answers for each (contract §3).
+        own are ignored before any check, so exactly one service answers for each (docs/contract.md §3).
         """
 
         async def command(message: Incoming) -> None:
@@ -228,7 +228,7 @@ class Service:
         error: str,
         transaction: str | int | None = None,
     ) -> None:
-        """One ErrorEvent on `<p>/<service>/error` and one log line (contract §3)."""
+        """One ErrorEvent on `<p>/<service>/error` and one log line (docs/contract.md §3)."""
         self.errors_reported += 1
         preview = payload_preview(payload)
         # Input can put lone surrogates into an error text (an unknown key quoted back): keep it UTF-8.
@@ -262,34 +262,43 @@ class Service:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
-    async def run(self) -> None:
-        """Run until SIGTERM/SIGINT or `request_stop()`; then publish `offline` and disconnect."""
+    async def run(self, *, handle_signals: bool = True) -> None:
+        """Run until SIGTERM/SIGINT (with `handle_signals`) or `request_stop()`; then publish `offline` and
+        disconnect. Raises what ended the connection loop if anything but a broker outage did: a service that can
+        no longer hear the broker must not look alive."""
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
+        for sig in signals:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
-        tasks = [asyncio.create_task(self._connection_loop(), name=f"{self.name}-mqtt")]
+        connection = asyncio.create_task(self._connection_loop(), name=f"{self.name}-mqtt")
+        tasks = [connection]
         tasks += [asyncio.create_task(self._supervise(n, f), name=f"{self.name}-{n}") for n, f in self._task_factories]
+        stopped = asyncio.create_task(self._stop.wait(), name=f"{self.name}-stop")
         try:
-            await self._stop.wait()
+            await asyncio.wait({stopped, connection}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            stopped.cancel()
             log.info(f"service={self.name} event=stopping")
             await self._say_offline()
             # A cancellation can be swallowed (a wait_for finishing in the same tick on Python 3.11), so pending
             # tasks are cancelled again every half second; a disconnect racing a (re)connect must not keep the
             # process alive either, so waiting ends after 5 s.
             deadline = loop.time() + 5
-            pending = set(tasks)
+            pending = {task for task in tasks if not task.done()}
             while pending and loop.time() < deadline:
                 for task in pending:
                     task.cancel()
                 _, pending = await asyncio.wait(pending, timeout=min(0.5, max(0.0, deadline - loop.time())))
             if pending:
                 log.warning(f"service={self.name} event=stop_timeout pending={[t.get_name() for t in pending]}")
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in signals:
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
             log.info(f"service={self.name} event=stopped")
+        failure = connection.exception() if connection.done() and not connection.cancelled() else None
+        if failure is not None:
+            raise failure
 
     async def _say_offline(self) -> None:
         client = self._client
@@ -312,21 +321,8 @@ class Service:
                 return
 
     def _client_kwargs(self) -> dict[str, Any]:
-        username, password = self.mqtt.credentials()
-        kwargs: dict[str, Any] = {
-            "hostname": self.mqtt.host,
-            "port": self.mqtt.port,
-            "username": username,
-            "password": password,
-            "identifier": self.client_id,
-            "keepalive": self.mqtt.keepalive_s,
-            "timeout": CONNECT_TIMEOUT_S,
-            "protocol": self._protocol,
-            "will": aiomqtt.Will(self.status_topic, b"offline", qos=QOS, retain=True),
-        }
-        if self.mqtt.tls:
-            context = ssl.create_default_context(cafile=str(self.mqtt.ca_file) if self.mqtt.ca_file else None)
-            kwargs["tls_context"] = context
+        kwargs = client_options(self.mqtt, self.client_id, self._protocol)
+        kwargs["will"] = aiomqtt.Will(self.status_topic, b"offline", qos=QOS, retain=True)
         return kwargs
 
     async def _connection_loop(self) -> None:
@@ -334,9 +330,16 @@ class Service:
             try:
                 async with aiomqtt.Client(**self._client_kwargs()) as client:
                     self._client = client
-                    await self._on_connected(client)
-                    async for message in client.messages:
-                        await self._dispatch(message)
+                    try:
+                        await self._on_connected(client)
+                        async for message in client.messages:
+                            await self._dispatch(message)
+                    except aiomqtt.MqttError:
+                        raise
+                    except Exception:
+                        # leaving the block disconnects cleanly, so the broker keeps our `online`: say offline first
+                        await self._say_offline()
+                        raise
             except aiomqtt.MqttError as exc:
                 self._on_disconnected()
                 if not self._protocol_settled:
@@ -444,6 +447,42 @@ class Service:
         except Exception as exc:
             log.exception(f"service={self.name} event=handler_failed topic={topic}")
             await self.report_error(topic, payload, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def client_options(mqtt: MqttConfig, client_id: str, protocol: aiomqtt.ProtocolVersion) -> dict[str, Any]:
+    """aiomqtt.Client arguments for the configured broker: address, credentials, TLS."""
+    username, password = mqtt.credentials()
+    kwargs: dict[str, Any] = {
+        "hostname": mqtt.host,
+        "port": mqtt.port,
+        "username": username,
+        "password": password,
+        "identifier": client_id,
+        "keepalive": mqtt.keepalive_s,
+        "timeout": CONNECT_TIMEOUT_S,
+        "protocol": protocol,
+    }
+    if mqtt.tls:
+        kwargs["tls_context"] = ssl.create_default_context(cafile=str(mqtt.ca_file) if mqtt.ca_file else None)
+    return kwargs
+
+
+async def announce_down(name: str, mqtt: MqttConfig, error: str, timeout_s: float = CONNECT_TIMEOUT_S) -> bool:
+    """For a service that is not running (it crashed): retained `offline` on its status topic and one ErrorEvent on
+    its error topic saying why, from a short connection of its own. False (and a log line) if the broker does not
+    answer: the log already says it."""
+    topics = Topics(mqtt.prefix)
+    protocol = aiomqtt.ProtocolVersion.V5 if mqtt.protocol == "5" else aiomqtt.ProtocolVersion.V311
+    client_id = f"chargebus-{name}-down-{uuid.uuid4().hex[:8]}"
+    event = ErrorEvent(topic=topics.status(name), payload=None, error=error, transaction=None)
+    try:
+        async with asyncio.timeout(timeout_s), aiomqtt.Client(**client_options(mqtt, client_id, protocol)) as client:
+            await client.publish(topics.status(name), b"offline", qos=QOS, retain=True)
+            await client.publish(topics.error(name), to_json(event), qos=QOS)
+    except (aiomqtt.MqttError, TimeoutError) as exc:
+        log.warning(f"service={name} event=announce_failed broker={mqtt.redacted_url} error={exc!s}")
+        return False
+    return True
 
 
 def _send_small_messages_at_once(client: aiomqtt.Client) -> socket.socket | None:

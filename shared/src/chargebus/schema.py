@@ -1,4 +1,4 @@
-"""Every MQTT payload of the contract (§6) as a pydantic model, plus JSON helpers.
+"""Every MQTT payload of docs/contract.md §6 as a pydantic model, plus JSON helpers.
 
 Input is strict: an unknown field is rejected (it is usually a misspelling), `"v"` must be 1, and a nullable field
 may be omitted (it reads as null). Output always carries every field, with times as ISO 8601 UTC milliseconds.
@@ -29,7 +29,7 @@ from chargebus.clock import format_utc
 SCHEMA_VERSION: Literal[1] = 1
 
 VIN_PATTERN = r"^[A-HJ-NPR-Z0-9]{17}$"
-EVSE_ID_PATTERN = r"^(twc-[0-9a-f]{4}|car-[A-HJ-NPR-Z0-9]{17}|twc3-[a-z0-9-]{1,32})$"
+EVSE_ID_PATTERN = r"^(twc-[0-9a-f]{4}|car-[A-HJ-NPR-Z0-9]{17}|twc3-[a-z0-9-]{1,32}|ocpp-[a-z0-9-]{1,32})$"
 
 
 def _to_utc(value: datetime) -> datetime:
@@ -43,7 +43,9 @@ Timestamp = Annotated[
     PlainSerializer(format_utc, return_type=str, when_used="json"),
 ]
 Vin = Annotated[str, Field(pattern=VIN_PATTERN, description="17 characters of [A-HJ-NPR-Z0-9], upper case")]
-EvseId = Annotated[str, Field(pattern=EVSE_ID_PATTERN, description="twc-<hex4> | car-<VIN> | twc3-<name>")]
+EvseId = Annotated[
+    str, Field(pattern=EVSE_ID_PATTERN, description="twc-<hex4> | car-<VIN> | twc3-<name> | ocpp-<name>[-<connector>]")
+]
 Watts = Annotated[float, Field(allow_inf_nan=False)]
 NonNegativeWatts = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Phases = Annotated[int, Field(ge=1, le=3)]
@@ -72,9 +74,9 @@ Transaction = Annotated[
 
 Mode = Literal["off", "now", "solar", "minsolar"]
 MODES: tuple[Mode, ...] = ("off", "now", "solar", "minsolar")
-EvseKind = Literal["twc2", "vehicle", "twc3"]
+EvseKind = Literal["twc2", "vehicle", "twc3", "ocpp"]
 Control = Literal["current", "start_stop"]
-EvseSource = Literal["rs485", "teslamate", "fleet_api", "ble_proxy", "local_api"]
+EvseSource = Literal["rs485", "teslamate", "fleet_api", "ble_proxy", "local_api", "ocpp"]
 OnlineState = Literal["online", "asleep", "offline", "unknown"]
 ChargingState = Literal["Disconnected", "Stopped", "Charging", "Complete", "NoPower", "Starting"]
 ChargePointStatus = Literal[
@@ -144,7 +146,7 @@ class Setpoint(Payload):
     reason: str = ""
 
     def expires_at_epoch(self, received_at: float) -> float:
-        """The earlier of `expires_at` and arrival + `ttl_s` (contract §6)."""
+        """The earlier of `expires_at` and arrival + `ttl_s` (docs/contract.md §6)."""
         deadline = self.expires_at.timestamp()
         if self.ttl_s is not None:
             deadline = min(deadline, received_at + self.ttl_s)
@@ -183,6 +185,7 @@ class PowerReading(Payload):
     phase_power_w: Annotated[list[Watts], Field(min_length=3, max_length=3)] | None = None
     phase_current_a: Annotated[list[Watts], Field(min_length=3, max_length=3)] | None = None
     ts: Timestamp | None = None
+    soc_pct: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)] | None = None  # a battery meter's SoC
 
 
 class Override(Payload):
@@ -216,6 +219,18 @@ class CircuitState(Payload):
     headroom_a: list[float]
 
 
+class SiteState(Payload):
+    """The site limits and the home battery as the allocator sees them; a field is null where not configured."""
+
+    import_w: Watts | None = None  # the grid reading now (+ import, − export); null while stale
+    max_import_w: NonNegativeWatts | None = None  # the cap in force: max_import_w or grid_limit, the lower
+    average_w: NonNegativeWatts | None = None  # the running window's average import so far
+    average_limit_w: NonNegativeWatts | None = None
+    window_ends_at: Timestamp | None = None
+    battery_soc_pct: Annotated[float, Field(ge=0, le=100)] | None = None
+    battery_w: Watts | None = None  # + discharging into the house, − charging
+
+
 class AllocatorState(Payload):
     """`<p>/allocator/state`, retained: budget, every charge point's allocation and why, circuit headroom."""
 
@@ -227,6 +242,7 @@ class AllocatorState(Payload):
     overrides: list[Override]
     groups: list[ChargePointState]
     circuits: list[CircuitState]
+    site: SiteState | None = None
     computed_at: Timestamp
     compute_ms: Annotated[float, Field(ge=0)]
 

@@ -1,4 +1,4 @@
-"""The one place topic strings are built and parsed (contract §5).
+"""The one place topic strings are built and parsed (docs/contract.md §5).
 
 `TOPICS` is the table; `Topics(prefix)` builds concrete topics and subscription filters and parses received
 topics back into (spec, ids). Nothing else in the project writes a topic string by hand.
@@ -11,15 +11,20 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-SERVICES = ("twc-bridge", "tesla-bridge", "allocator", "history")
-TWC_BRIDGE, TESLA_BRIDGE = "twc-bridge", "tesla-bridge"
-BRIDGES = (TWC_BRIDGE, TESLA_BRIDGE)
+SERVICES = ("twc-bridge", "tesla-bridge", "allocator", "history", "ocpp-bridge")
+TWC_BRIDGE, TESLA_BRIDGE, OCPP_BRIDGE = "twc-bridge", "tesla-bridge", "ocpp-bridge"
+BRIDGES = (TWC_BRIDGE, TESLA_BRIDGE, OCPP_BRIDGE)
 
 
 def owning_bridge(evse_id: str) -> str:
-    """The bridge that publishes an EVSE and answers its commands: `car-*` and `twc3-*` the tesla-bridge, `twc-*` the
-    twc-bridge, which also answers for ids of no EVSE kind (one service must, contract §3)."""
-    return TESLA_BRIDGE if evse_id.startswith(("car-", "twc3-")) else TWC_BRIDGE
+    """The bridge that publishes an EVSE and answers its commands: `car-*` and `twc3-*` the tesla-bridge, `ocpp-*` the
+    ocpp-bridge, `twc-*` the twc-bridge, which also answers for ids of no EVSE kind (one service must,
+    docs/contract.md §3)."""
+    if evse_id.startswith(("car-", "twc3-")):
+        return TESLA_BRIDGE
+    if evse_id.startswith("ocpp-"):
+        return OCPP_BRIDGE
+    return TWC_BRIDGE
 
 
 DEFAULT_PREFIX = "chargebus"
@@ -95,6 +100,22 @@ TOPICS: tuple[TopicSpec, ...] = (
         retained=False,
         payload='seconds, 0 cancels; {"value":{"seconds":…,"evse_id":…}}',
         who="users → allocator",
+    ),
+    TopicSpec(
+        "allocator_grid_limit_set",
+        "allocator/grid_limit/set",
+        "in",
+        retained=False,
+        payload="grid import cap in W, or default (clears)",
+        who="users, grid operator signal → allocator",
+    ),
+    TopicSpec(
+        "allocator_battery_hold",
+        "allocator/battery_hold",
+        "out",
+        retained=True,
+        payload="true|false: do not discharge the home battery into the car now",
+        who="allocator → battery automation",
     ),
     TopicSpec(
         "evse_mode_set",

@@ -55,6 +55,9 @@ SIMULATORS = {
     ),
     "house": Simulator("chargebus_sim.cli:house_main", "chargebus_sim.cli:house_args", "house + PV meters on MQTT"),
     "gen3": Simulator("chargebus_sim.gen3:main", None, "Gen3 Wall Connector local API"),
+    "ocpp": Simulator(
+        "chargebus_sim.ocpp_cp:main", "chargebus_sim.ocpp_cp:parse_args", "OCPP 1.6J / 2.0.1 wallboxes with cars"
+    ),
 }
 
 

@@ -1,4 +1,5 @@
-"""`chargebus demo` (`make demo`): a broker, the simulated world and every installed service, with a live view.
+"""`chargebus demo` (`make demo`): a broker, the simulated world and every installed service, with a live view. The
+command comes from this package's `chargebus.commands` entry point, so `chargebus` itself never imports the simulator.
 
 What runs: the local `mosquitto` (else the embedded broker); the world of `chargebus_sim.world` in this process (two
 Gen2 TWCs on a pty with car A plugged into TWC A, car B on a mobile connector behind the fake Fleet API, TeslaMate,
@@ -14,11 +15,14 @@ faster than real time — a Gen2 TWC is dropped after 26 s without a heartbeat a
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
 import logging
 import signal
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,10 +31,12 @@ from urllib.parse import urlsplit
 import aiomqtt
 from chargebus.broker import BrokerProcess, local_broker
 from chargebus.runner import LOG_FORMAT
+from chargebus.topics import DEFAULT_PREFIX
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from chargebus_sim.house import HomeBattery
 from chargebus_sim.world import VIN_A, VIN_B, World
 from chargebus_sim.world_stack import ServiceSet
 
@@ -101,6 +107,9 @@ class BusView:
                 f"[bold]budget[/] {_watts(self.allocator.get('available_w'))} W",
                 f"[bold]surplus[/] {_watts(self.allocator.get('surplus_w'))} W",
             ]
+        site = self.allocator.get("site")
+        if isinstance(site, dict) and site.get("battery_soc_pct") is not None:
+            cells.append(f"[bold]battery[/] {site['battery_soc_pct']:.0f} %")
         head.add_row(*cells)
         services = "   ".join(
             f"{name} [green]{state}[/]" if state == "online" else f"{name} [red]{state}[/]"
@@ -215,6 +224,7 @@ async def _run(
         day_factor=day_factor,
         start_hour=START_HOUR,
         mqtt_protocol=protocol,
+        battery=HomeBattery(capacity_wh=10_000, max_charge_w=5_000, max_discharge_w=5_000, soc_pct=60.0),
     )
     async with world:
         config = world.write_config(workdir / "chargebus.toml")
@@ -257,3 +267,22 @@ def run_demo(prefix: str = "chargebus", time_scale: float = 60.0, duration_s: fl
         console.print("charge points seen: " + ("; ".join(view.charge_points()) or "none"))
     console.print("demo stopped: services, simulators and broker are down")
     return 0
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="chargebus demo", description="broker, simulators and services with a live view"
+    )
+    parser.add_argument("--prefix", default=DEFAULT_PREFIX)
+    parser.add_argument("--time-scale", type=float, default=60.0, help="simulated seconds per real second")
+    parser.add_argument("--duration", type=float, default=None, help="stop after this many real seconds")
+    args = parser.parse_args(list(argv))
+    if not args.time_scale > 0:
+        parser.error("--time-scale must be positive")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`chargebus demo [--prefix P] [--time-scale X] [--duration S]`."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    return run_demo(prefix=args.prefix, time_scale=args.time_scale, duration_s=args.duration)

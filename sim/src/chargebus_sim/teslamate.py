@@ -1,6 +1,6 @@
 """A TeslaMate stand-in: publishes `teslamate/cars/<id>/<field>` the way TeslaMate does, for tests, bench and demo.
 
-What it copies from TeslaMate (handbook §1): its real field names; plain-text payloads (`true`, `16`, `48.9`, ISO
+What it copies from TeslaMate: its real field names; plain-text payloads (`true`, `16`, `48.9`, ISO
 times, JSON for `location`); every value retained at QoS 1 and published only when it changed; an empty string for
 a nulled value (which deletes the retained copy) for the fields TeslaMate treats that way; `healthy` never
 retained but sent with every summary, so it works as a heartbeat; an empty retained `healthy` at start-up to wipe

@@ -24,33 +24,28 @@ from dataclasses import dataclass, field
 from typing import Self
 
 from chargebus.clock import Clock, SystemClock
-from chargebus_twc.codec import (
-    EnergyReport,
+
+from chargebus_sim import twc_wire as wire
+from chargebus_sim.twc_wire import (
+    LIMIT_COMMANDS,
+    Deframer,
     EnergyRequest,
-    FrameDecoder,
+    Heading,
     MasterHeartbeat,
     MasterLinkready2,
-    Message,
-    SlaveHeartbeat,
-    SlaveLinkready,
     StartCharging,
     StopCharging,
-    UnknownMessage,
-    VinReport,
     VinRequest,
-    encode,
-    format_twc_id,
-    padding,
-    parse,
-    parse_twc_id,
+    damage,
+    understand,
 )
-from chargebus_twc.guard import is_dangerous
 
-#: What an idle slave reports as "actual" current: a calibration offset (notes §4.2).
+#: What an idle slave reports as "actual" current: a calibration offset (docs/twc-gen2-protocol.md §4.2).
 IDLE_CENTIAMPS = 25
-#: A car does not charge on less (notes Q2).
+#: A car does not charge on less (docs/twc-gen2-protocol.md §7).
 CAR_MIN_AMPS = 5.0
-LIMIT_COMMANDS = frozenset({0x05, 0x08, 0x09})
+
+__all__ = ["LIMIT_COMMANDS", "Malformed", "ReceivedFrame", "Refused", "SimSlave", "SlaveSpec", "TwcSlaveSim"]
 
 
 @dataclass
@@ -70,6 +65,8 @@ class SlaveSpec:
     lifetime_kwh: float = 100.0
     #: Firmware before 4.5.3 does not answer VIN queries.
     answers_vin: bool = True
+    #: Amps the car draws below what it may (real cars draw about 0.5 A under the pilot), while it draws at all.
+    draw_below_offer_a: float = 0.0
 
 
 @dataclass
@@ -83,7 +80,8 @@ class SimSlave:
     limit_centiamps: int = 0
     silent: bool = False
     relay_open: bool = False
-    #: Set by an error command (02): the slave answers once with state 02, then stops talking (notes §4.3).
+    #: Set by an error command (02): the slave answers once with state 02, then stops talking
+    #: (docs/twc-gen2-protocol.md §4.3).
     errored: bool = False
     error_reported: bool = False
     last_heartbeat_at: float | None = None
@@ -94,7 +92,8 @@ class SimSlave:
     def target_amps(self) -> float:
         if not self.plugged_in or self.relay_open or self.limit_centiamps < CAR_MIN_AMPS * 100:
             return 0.0
-        return min(self.limit_centiamps / 100, self.spec.car_max_amps)
+        allowed = min(self.limit_centiamps / 100, self.spec.car_max_amps)
+        return max(0.0, allowed - self.spec.draw_below_offer_a) if allowed > 0 else 0.0
 
     def retarget(self, now: float) -> None:
         target = self.target_amps()
@@ -126,7 +125,26 @@ class SimSlave:
 @dataclass(frozen=True, slots=True)
 class ReceivedFrame:
     at: float
-    message: Message
+    message: Heading
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A frame on the deny list: what could damage a real slave. The simulated one ignores it (an error command
+    excepted: that one it obeys as a real slave does, so tests see the consequence)."""
+
+    at: float
+    message: Heading
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    """Bytes between two C0s that no TWC would take for a frame, or a heartbeat of the wrong length for the slave."""
+
+    at: float
+    raw: bytes
+    problem: str
 
 
 class TwcSlaveSim:
@@ -160,12 +178,15 @@ class TwcSlaveSim:
         self._real_master = real_master
         self._real_master_period_s = real_master_period_s
         self._real_master_last: dict[int, float] = {}
-        self._decoder = FrameDecoder()
+        self._deframer = Deframer()
         self._fds: tuple[int, int] | None = None
         self._port: str | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._last_tick: float | None = None
         self.received: list[ReceivedFrame] = []
+        #: Frames on the deny list (`dangerous_frames()`), and frames no TWC would accept: both must stay empty.
+        self.refused: list[Refused] = []
+        self.malformed: list[Malformed] = []
         #: Every byte anyone wrote to the bus through the port (noise and partial frames included).
         self.received_bytes = 0
 
@@ -214,6 +235,14 @@ class TwcSlaveSim:
     def slave(self, slave_id: int) -> SimSlave:
         return self._slaves[slave_id]
 
+    def slave_ids(self) -> list[int]:
+        return list(self._slaves)
+
+    def draw_w(self, slave_id: int, now: float) -> float:
+        """What the car on this slave really draws at `now` (the sim's monotonic clock), in watts."""
+        slave = self._slaves[slave_id]
+        return slave.draw_amps(now) * sum(slave.spec.voltages)
+
     def set_silent(self, slave_id: int, silent: bool = True) -> None:
         """A silent slave neither announces itself nor answers: the master should time it out."""
         self._slaves[slave_id].silent = silent
@@ -233,9 +262,9 @@ class TwcSlaveSim:
 
     # ----- what the master did -------------------------------------------------------------------------------------
 
-    def dangerous_frames(self) -> list[Message]:
-        """Every received frame the bridge's write gate would have refused (must stay empty)."""
-        return [frame.message for frame in self.received if is_dangerous(frame.message)]
+    def dangerous_frames(self) -> list[Heading]:
+        """Every received frame that could damage a real slave (must stay empty)."""
+        return [refused.message for refused in self.refused]
 
     def offered_amps(self, slave_id: int) -> list[float]:
         """Every limit a master heartbeat set for this slave, in order."""
@@ -259,40 +288,55 @@ class TwcSlaveSim:
             data = b""  # EIO: nobody holds the slave side open right now
         self.received_bytes += len(data)
         now = self._clock.monotonic()
-        for body in self._decoder.feed(data):
-            message = parse(body)
+        for heard in self._deframer.feed(data):
+            if heard.problem is not None:
+                self.malformed.append(Malformed(now, heard.message, heard.problem))
+                continue
+            message = understand(heard.message)
             self.received.append(ReceivedFrame(now, message))
-            for reply in self._answer(message, now):
+            reason = damage(heard.message)
+            if reason is not None:
+                self.refused.append(Refused(now, message, reason))
+            self._check_length(message, heard.message, now)
+            for reply in self._answer(message, now, refused=reason is not None):
                 self._write(reply)
 
-    def _write(self, message: Message) -> None:
+    def _check_length(self, message: Heading, body: bytes, now: float) -> None:
+        if isinstance(message, MasterHeartbeat) and message.slave_id in self._slaves:
+            protocol = self._slaves[message.slave_id].spec.protocol
+            if len(body) + 1 != wire.HEARTBEAT_LENGTH[protocol]:
+                problem = f"{len(body) + 1}-byte heartbeat to a protocol {protocol} slave"
+                self.malformed.append(Malformed(now, body, problem))
+
+    def _write(self, message: bytes) -> None:
         if self._fds is not None:
             # Real TWCs send a stray FE after each frame. A line nobody reads loses what is sent on it.
             with contextlib.suppress(BlockingIOError, InterruptedError):
-                os.write(self._fds[0], encode(message) + b"\xfe")
+                os.write(self._fds[0], wire.to_wire(message) + b"\xfe")
 
-    def _answer(self, message: Message, now: float) -> list[Message]:
+    def _answer(self, message: Heading, now: float, *, refused: bool = False) -> list[bytes]:
         if isinstance(message, MasterLinkready2):
             return [self._linkready(s, now) for s in self._slaves.values() if self._talks(s)]
         slave_id = getattr(message, "slave_id", None)
         slave = self._slaves.get(slave_id) if isinstance(slave_id, int) else None
         if slave is None or not self._talks(slave):
             return []
-        reply: Message | None = None
+        protocol = slave.spec.protocol
+        reply: bytes | None = None
         match message:
-            case MasterHeartbeat():
+            case MasterHeartbeat() if not refused or message.command == 0x02:
                 reply = self._on_heartbeat(slave, message, now)
+            case MasterHeartbeat():  # a limit above 80 A: answered, not obeyed
+                reply = self._heartbeat_reply(slave, message.master_id, now)
             case EnergyRequest():
-                volts = slave.spec.voltages
-                reply = EnergyReport(slave.spec.slave_id, int(slave.energy_wh // 1000), *volts, tail=bytes(1))
+                reply = wire.energy_report(slave.spec.slave_id, int(slave.energy_wh // 1000), slave.spec.voltages)
             case VinRequest() if slave.spec.answers_vin:
                 reply = self._vin_report(slave, message.part)
             case StartCharging() | StopCharging():
                 slave.relay_open = isinstance(message, StopCharging)
                 slave.retarget(now)
-                code = message.pack()[:2]
-                ack = bytes([0xFD, code[1]]) + slave.spec.slave_id.to_bytes(2, "big")
-                reply = UnknownMessage(ack + padding(4, slave.spec.protocol))
+                function = wire.STOP if slave.relay_open else wire.START
+                reply = wire.acknowledge(function, slave.spec.slave_id, protocol)
             case _:
                 pass
         return [] if reply is None else [reply]
@@ -301,7 +345,7 @@ class TwcSlaveSim:
         # After an error command a slave answers once with state 02, then stays quiet until reset.
         return not slave.silent and not (slave.errored and slave.error_reported)
 
-    def _on_heartbeat(self, slave: SimSlave, message: MasterHeartbeat, now: float) -> SlaveHeartbeat:
+    def _on_heartbeat(self, slave: SimSlave, message: MasterHeartbeat, now: float) -> bytes:
         slave.last_heartbeat_at = now
         command = message.command
         if command == 0x02:  # the error command
@@ -314,26 +358,26 @@ class TwcSlaveSim:
         slave.retarget(now)
         if slave.errored:
             slave.error_reported = True
-        return SlaveHeartbeat(
+        return self._heartbeat_reply(slave, message.master_id, now)
+
+    def _heartbeat_reply(self, slave: SimSlave, master_id: int, now: float) -> bytes:
+        return wire.slave_heartbeat(
             slave.spec.slave_id,
-            message.master_id,
+            master_id,
             slave.state_code(now),
             slave.limit_centiamps,
             slave.actual_centiamps(now),
-            padding(SlaveHeartbeat.FIXED, slave.spec.protocol),
+            protocol=slave.spec.protocol,
         )
 
-    def _linkready(self, slave: SimSlave, now: float) -> SlaveLinkready:
+    def _linkready(self, slave: SimSlave, now: float) -> bytes:
         slave.last_linkready_at = now
         spec = slave.spec
-        tail = padding(SlaveLinkready.FIXED, spec.protocol)
-        return SlaveLinkready(spec.slave_id, spec.sign, round(spec.max_amps * 100), tail)
+        return wire.slave_linkready(spec.slave_id, spec.sign, round(spec.max_amps * 100), spec.protocol)
 
-    def _vin_report(self, slave: SimSlave, part: int) -> VinReport:
+    def _vin_report(self, slave: SimSlave, part: int) -> bytes:
         vin = (slave.vin or "").encode("ascii") if slave.plugged_in else b""
-        chunk = vin[(part - 1) * 7 : part * 7]
-        size = len(padding(VinReport.FIXED, slave.spec.protocol))
-        return VinReport(part, slave.spec.slave_id, chunk.ljust(size, b"\x00"))
+        return wire.vin_report(part, slave.spec.slave_id, vin[(part - 1) * 7 : part * 7], slave.spec.protocol)
 
     async def _tick_forever(self) -> None:
         while True:
@@ -351,7 +395,7 @@ class TwcSlaveSim:
             slave.energy_wh += slave.draw_amps(now) * volts * elapsed / 3600
             linked = slave.last_heartbeat_at is not None and now - slave.last_heartbeat_at <= self._master_timeout_s
             if not linked and slave.last_heartbeat_at is not None:
-                # The master is gone: stop charging and offer ourselves again (notes §5, ~30 s).
+                # The master is gone: stop charging and offer ourselves again (docs/twc-gen2-protocol.md §5, ~30 s).
                 slave.last_heartbeat_at = None
                 slave.limit_centiamps = 0
                 slave.retarget(now)
@@ -365,11 +409,15 @@ class TwcSlaveSim:
             if last is not None and now - last < self._real_master_period_s:
                 continue
             self._real_master_last[slave.spec.slave_id] = now
-            tail = padding(MasterHeartbeat.FIXED, slave.spec.protocol)
-            heartbeat = MasterHeartbeat(master_id, slave.spec.slave_id, 0x09, round(amps * 100), tail=tail)
+            protocol = slave.spec.protocol
+            heartbeat = wire.master_heartbeat(
+                master_id, slave.spec.slave_id, 0x09, round(amps * 100), protocol=protocol
+            )
             self._write(heartbeat)
             if self._talks(slave):
-                self._write(self._on_heartbeat(slave, heartbeat, now))
+                message = understand(heartbeat)
+                assert isinstance(message, MasterHeartbeat)
+                self._write(self._on_heartbeat(slave, message, now))
 
 
 # ----- command line --------------------------------------------------------------------------------------------------
@@ -379,7 +427,7 @@ def _pairs(text: str) -> dict[int, str]:
     pairs: dict[int, str] = {}
     for item in filter(None, text.split(",")):
         key, _, value = item.partition("=")
-        pairs[parse_twc_id(key.strip())] = value.strip()
+        pairs[wire.twc_id(key.strip())] = value.strip()
     return pairs
 
 
@@ -408,14 +456,14 @@ def specs_from_args(argv: Sequence[str] | None = None) -> tuple[list[SlaveSpec],
             lag_s=args.lag,
             voltages=(args.voltage, 0, 0),
         )
-        for slave_id in (parse_twc_id(text.strip()) for text in args.ids.split(","))
+        for slave_id in (wire.twc_id(text.strip()) for text in args.ids.split(","))
     ]
     return specs, args.linkready_period
 
 
 async def _serve(specs: list[SlaveSpec], linkready_period_s: float) -> None:
     async with TwcSlaveSim(specs, linkready_period_s=linkready_period_s) as sim:
-        ids = ",".join(format_twc_id(spec.slave_id) for spec in specs)
+        ids = ",".join(wire.id_text(spec.slave_id) for spec in specs)
         sys.stdout.write(f"{sim.port}\n")
         sys.stdout.flush()
         sys.stderr.write(f"twc-slave-sim port={sim.port} ids={ids}\n")

@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from typing import Self
 
 from chargebus.clock import SystemClock
-from chargebus_twc.codec import format_twc_id
 
 from chargebus_sim.cli import add_time_scale, resolve_time_scale
 from chargebus_sim.twc_slave import SlaveSpec, TwcSlaveSim, specs_from_args
+from chargebus_sim.twc_wire import id_text as format_twc_id
 
 log = logging.getLogger("chargebus_sim.twc_tcp")
 

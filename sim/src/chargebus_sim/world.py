@@ -8,7 +8,10 @@ What it runs (everything a stack needs besides the services and the broker):
   car B on a mobile connector, both at home, plugged in, awake;
 - a TeslaMate publisher for both cars (`<teslamate_prefix>/cars/1|2/…`), mirroring the fake API's cars;
 - the house and its PV (`House`: a sunny morning that turns cloudy), publishing `<p>/power/pv`, `<p>/power/house`
-  and `<p>/power/grid` (PowerReading), where grid = house + Σ what the chargers really draw − PV.
+  and `<p>/power/grid` (PowerReading), where grid = house + Σ what the chargers really draw − PV;
+- optionally a home battery (`HomeBattery`, run for self-consumption), publishing `<p>/power/battery` (PowerReading
+  with `soc_pct`) and obeying `<p>/allocator/battery_hold`, as a user's automation would apply it; then grid = house
+  + chargers − PV − the battery's power.
 
 The physics is coupled: car A charges in the fake API exactly as fast as TWC A lets it (the slave simulator's car
 draw, which follows the TWC's offer with a lag), and only while the car itself is set to charge (a `charge_stop`
@@ -42,10 +45,11 @@ from typing import Any, Self
 from urllib.parse import urlsplit
 
 import aiomqtt
+from chargebus.broker import free_port
 from chargebus.clock import SystemClock, iso_utc
 
 from chargebus_sim.fleet_api import FakeCar, FakeFleetApi
-from chargebus_sim.house import House
+from chargebus_sim.house import HomeBattery, House
 from chargebus_sim.teslamate import CADENCE_S, TeslaMateSim
 from chargebus_sim.twc_slave import SlaveSpec, TwcSlaveSim
 from chargebus_sim.world_config import HOME_LAT, HOME_LON, CarEntry, Scalar, StackAddresses, stack_toml
@@ -94,6 +98,7 @@ class PowerSample:
     house_w: float
     grid_w: float
     chargers_w: Mapping[str, float]
+    battery_w: float = 0.0  # + discharging, − charging
 
 
 @dataclass
@@ -107,6 +112,10 @@ class World:
     day_factor: float = 1.0
     start_hour: float = 8.0
     house: House = field(default_factory=House)
+    #: A home battery, or None; `write_config` then names its meter `battery` for the allocator.
+    battery: HomeBattery | None = None
+    #: What `<p>/allocator/battery_hold` said last (the battery does not discharge while it is true).
+    battery_hold: bool = False
     #: Simulated seconds between two publications of pv/house/grid.
     power_period_s: float = 5.0
     teslamate_prefix: str = "teslamate"
@@ -115,6 +124,8 @@ class World:
     #: Simulated seconds a car stays awake without activity (Tesla: about 15 min).
     car_sleep_after_s: float = 900.0
     mqtt_protocol: str = "auto"
+    #: The ocpp-bridge's address in this world (no wallbox connects yet): loopback, a free port.
+    ocpp_listen: str = field(default_factory=lambda: f"127.0.0.1:{free_port()}")
 
     clock: SystemClock = field(init=False)
     twc: TwcSlaveSim = field(init=False)
@@ -217,6 +228,8 @@ class World:
             asyncio.create_task(self._physics_forever(), name="world-physics"),
             asyncio.create_task(self._teslamate_forever(), name="world-teslamate"),
         ]
+        if self.battery is not None:
+            self._tasks.append(asyncio.create_task(self._hold_forever(), name="world-battery-hold"))
         log.info(f"event=world_started twc_port={self.twc.port} api={self.api.url} proxy={self.api.proxy_url}")
 
     async def stop(self) -> None:
@@ -267,6 +280,7 @@ class World:
             teslamate_prefix=self.teslamate_prefix,
             history_db=(self.workdir / "history.sqlite").absolute(),
             mqtt_protocol=self.mqtt_protocol,
+            ocpp_listen=self.ocpp_listen,
         )
 
     def write_config(
@@ -288,6 +302,8 @@ class World:
         tokens = self.api.token_file_content(expires_at=self.clock.time() + 365 * SECONDS_PER_DAY)
         where.token_file.write_text(json.dumps(tokens), encoding="utf-8")
         where.token_file.chmod(0o600)
+        if self.battery is not None:
+            allocator = {"battery_meter": "battery", **(allocator or {})}
         text = stack_toml(
             where,
             cars=self.cars(),
@@ -346,8 +362,12 @@ class World:
         chargers = self.chargers_w()
         pv = self.house.pv_w(hour)
         house = self.house.house_w(hour)
-        grid = round(house + sum(chargers.values()) - pv, 1)
-        return PowerSample(now, hour, pv, house, grid, chargers)
+        net = house + sum(chargers.values()) - pv
+        battery_w = 0.0
+        if self.battery is not None:
+            previous = self.samples[-1].at if self.samples else now - self.power_period_s
+            battery_w = self.battery.step(net, max(0.0, now - previous), hold=self.battery_hold)
+        return PowerSample(now, hour, pv, house, round(net - battery_w, 1), chargers, battery_w)
 
     async def publish_power(self, sample: PowerSample) -> None:
         if self._client is None:
@@ -356,6 +376,9 @@ class World:
         for name, watts in (("pv", sample.pv_w), ("house", sample.house_w), ("grid", sample.grid_w)):
             reading = {"v": 1, "power_w": watts, "ts": stamp}
             await self._client.publish(f"{self.prefix}/power/{name}", json.dumps(reading), qos=1, retain=True)
+        if self.battery is not None:
+            reading = {"v": 1, "power_w": sample.battery_w, "soc_pct": round(self.battery.soc_pct, 2), "ts": stamp}
+            await self._client.publish(f"{self.prefix}/power/battery", json.dumps(reading), qos=1, retain=True)
 
     def _failed(self, what: str, exc: Exception) -> None:
         if what not in self._failing and not self._stopping.is_set():
@@ -386,6 +409,29 @@ class World:
                 else:
                     self._recovered("power")
             await self._tick(TICK_S)
+
+    async def _hold_forever(self) -> None:
+        """Apply `battery_hold` to the battery, as the user's automation would."""
+        parts = urlsplit(self.mqtt_url)
+        topic = f"{self.prefix}/allocator/battery_hold"
+        try:
+            async with aiomqtt.Client(
+                parts.hostname or "127.0.0.1", parts.port or 1883, identifier=f"chargebus-sim-battery-{id(self):x}"
+            ) as client:
+                await client.subscribe(topic, qos=1)
+                reader = asyncio.ensure_future(self._read_hold(client))
+                try:
+                    await self._stopping.wait()
+                finally:
+                    reader.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                        await reader
+        except aiomqtt.MqttError as exc:
+            self._failed("battery_hold", exc)
+
+    async def _read_hold(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            self.battery_hold = message.payload == b"true"
 
     async def _teslamate_forever(self) -> None:
         while not self._stopping.is_set():

@@ -47,6 +47,8 @@ class StackAddresses:
     teslamate_prefix: str
     history_db: Path
     mqtt_protocol: str = "auto"
+    #: Where the ocpp-bridge listens: loopback only, on a port of its own, so a world never takes 0.0.0.0:9000.
+    ocpp_listen: str = "127.0.0.1:9000"
 
 
 def toml_value(value: Scalar | Sequence[Scalar] | Mapping[str, Scalar]) -> str:
@@ -159,4 +161,5 @@ def stack_toml(
         "",
     ]
     lines += _section("history", {"database": f"sqlite:///{where.history_db}"}, history or {})
+    lines += ["", "[ocpp]", f"listen = {toml_value(where.ocpp_listen)}", ""]
     return "\n".join(lines)

@@ -34,7 +34,7 @@ def ordered_services(available: Mapping[str, str] | None = None) -> list[tuple[s
 
 
 def runnable_module(module: str) -> str:
-    """`python -m` target of a service: its package when it has a `__main__` (contract §1: "each also runs as
+    """`python -m` target of a service: its package when it has a `__main__` (docs/contract.md §1: "each also runs as
     `python -m <package>`"), which imports the whole service module before `main()` runs; else the module itself."""
     package = module.split(".", 1)[0]
     try:

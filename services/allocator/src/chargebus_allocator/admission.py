@@ -1,8 +1,8 @@
 """Who may charge at all: minimums admitted in a fixed order while they fit the budget and every circuit slot.
 
-Order (allocation.md §3): priority high to low, charging ones first (so a tie does not flap), earlier plug-in first,
-then id. A candidate that does not fit is skipped, not the end of the line: a smaller minimum further down may fit.
-A charging one in its stop delay that no longer fits the budget is "held" at its minimum when circuits allow: the
+Order (docs/allocation.md §3): priority high to low, charging ones first (so a tie does not flap), earlier plug-in
+first, then id. A candidate that does not fit is skipped, not the end of the line: a smaller minimum further down may
+fit. A charging one in its stop delay that no longer fits the budget is "held" at its minimum when circuits allow: the
 budget grows by that minimum for the delay, circuits never do.
 """
 
@@ -36,6 +36,9 @@ class Candidate(NamedTuple):
     baseline_w: float = 0.0  # a slow follower's present draw, already counted as transient load
     budget_exempt: bool = False  # minsolar, and the modes that are served at once: circuits only
     may_hold: bool = False  # charging and its stop delay has not run out
+    #: Equal priorities take turns: among charging ones, the one charging longest goes last (stops first); among
+    #: the others, the one that stopped longest ago goes first. Epoch seconds as a sort key; see `turn_key`.
+    turn: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +50,16 @@ class Admission:
     held_min_w: float
 
 
-def admission_key(candidate: Candidate) -> tuple[int, bool, bool, float, str]:
+def admission_key(candidate: Candidate) -> tuple[int, bool, float, bool, float, str]:
     plugged = candidate.plugged_in_at
-    return (-candidate.priority, not candidate.charging, plugged is None, plugged or 0.0, candidate.id)
+    return (-candidate.priority, not candidate.charging, candidate.turn, plugged is None, plugged or 0.0, candidate.id)
+
+
+def turn_key(charging: bool, charged_since: float | None, stopped_at: float | None) -> float:
+    """The rotation part of the order: charging longest sorts last, stopped longest ago (or never) sorts first."""
+    if charging:
+        return -charged_since if charged_since is not None else -math.inf
+    return stopped_at if stopped_at is not None else -math.inf
 
 
 def admit(
@@ -57,14 +67,20 @@ def admit(
     budget_w: float,
     rooms: tuple[Sequence[float], Sequence[float]],
     labels: Sequence[tuple[str, Phase]],
+    cap: tuple[float, str, bool] | None = None,
 ) -> Admission:
-    """Admit in order. `rooms` is each slot's (steady, transient) room before these candidates (not modified)."""
+    """Admit in order. `rooms` is each slot's (steady, transient) room before these candidates (not modified).
+
+    `cap` is a hard limit on every minimum admitted or held, exempt or not (the site's import limit: watts, its name
+    for the reason, and whether that name already says why nothing is left).
+    """
     ordered = sorted(candidates, key=admission_key)
     free, free_transient = list(rooms[0]), list(rooms[1])
     verdicts: dict[int, Verdict] = {}
     reasons: dict[int, str] = {}
     admitted_w = held_w = 0.0
     top_priority: int | None = None
+    holding: list[int] = []
     for candidate in ordered:
         min_w = candidate.min_w
         entries = candidate.footprint.steady
@@ -78,12 +94,19 @@ def admit(
         else:
             shown = free
         over_budget = not candidate.budget_exempt and admitted_w + min_w > budget_w + _EPS_W
+        over_cap = cap is not None and admitted_w + held_w + min_w > cap[0] + _EPS_W
+        if over_cap:
+            assert cap is not None
+            verdicts[candidate.key] = "kicked_out"
+            reasons[candidate.key] = site_reason(cap, admitted_w + held_w + min_w, candidate.priority, top_priority)
+            continue
         if short is None and not over_budget:
             verdict: Verdict = "admitted"
             admitted_w += candidate.min_w
         elif short is None and candidate.may_hold:
             verdict = "held"
             held_w += candidate.min_w
+            holding.append(candidate.key)
         else:
             verdicts[candidate.key] = "kicked_out"
             budget_part = (budget_w, admitted_w + min_w) if over_budget else None
@@ -96,7 +119,25 @@ def admit(
             free_transient[slot] -= per_w * extra_w
         if top_priority is None:
             top_priority = candidate.priority
+    # One stop at a time: only the last of the held runs its stop delay; the ones before it keep charging at their
+    # minimum (still paid beyond the budget). A short dip then costs one stop instead of one per charge point, and
+    # when the dip lasts, the next one's delay starts once the first has stopped.
+    for key in holding[:-1]:
+        verdicts[key] = "admitted"
     return Admission(tuple(c.key for c in ordered), verdicts, reasons, admitted_w, held_w)
+
+
+def site_reason(cap: tuple[float, str, bool], needed_w: float, priority: int, top_priority: int | None) -> str:
+    """`kicked out: site import cap 11 kW leaves 1 500 W for charge points, minimums need 4 140 W`."""
+    cap_w, label, says_why = cap
+    if says_why:
+        return f"kicked out: {label}"
+    text = (
+        f"kicked out: {label} leaves {wording.watts(cap_w)} for charge points, minimums need {wording.watts(needed_w)}"
+    )
+    if top_priority is not None and top_priority > priority:
+        text += f"; priority {priority} < {top_priority}"
+    return text
 
 
 def _short(entries: tuple[tuple[int, float], ...], power_w: float, free: list[float]) -> tuple[int, float] | None:

@@ -3,11 +3,13 @@
 The steps, in order: who is a candidate at all (plugged in, online, wanting charge, allowed, not switched off, not
 resting after a stop); the modes that act at once are admitted, shared and quantised first; then the solar budget
 less what they got goes to solar and minsolar, through admission, the hysteresis timers, sharing and quantising.
+A site import limit (site.py) is a hard cap over both groups together: admission, held minimums and sharing.
 Every charge point gets a state and a sentence saying why; every controllable one gets a setpoint.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 
@@ -15,7 +17,7 @@ from chargebus.schema import ChargePointStatus
 from chargebus.units import watts_to_amps
 
 from chargebus_allocator import budget, hysteresis, reasons
-from chargebus_allocator.admission import Admission, Candidate, admit
+from chargebus_allocator.admission import Admission, Candidate, admit, turn_key
 from chargebus_allocator.circuits import NO_LOAD, Footprint, Network, above_baseline, build_tree, slot_loads
 from chargebus_allocator.fairshare import Demand, Share, quantise, share_fair, share_priority
 from chargebus_allocator.model import (
@@ -30,6 +32,11 @@ from chargebus_allocator.model import (
 )
 
 _NO_SHARE = Share(0.0, "budget")
+#: The dead band above a held offer is half a step, but no wider than this: about a household meter's noise
+#: (±50 W), so a 690 W 3-phase step does not give up 345 W of sun to be safe from 100 W of noise.
+DEAD_BAND_MAX_W = 100.0
+#: Amps of rounding a circuit's room may show below zero and still count as fitting.
+_EPS_A = 1e-9
 
 
 def allocate(inputs: Inputs, previous: Mapping[str, Timer] | None, now: float) -> tuple[Allocation, dict[str, Timer]]:
@@ -59,6 +66,7 @@ class _Round:
         self.amps = [0] * count
         self.shares = [_NO_SHARE] * count
         self.held_back = [False] * count  # its share waits for a slow car to follow a decrease
+        self.in_band = [False] * count  # its offer is kept: the new share is within the dead band around it
         self.network = Network(build_tree(inputs.circuits))
         self.footprints: list[Footprint] = [NO_LOAD] * count  # from 0 W: the steady load
         self.transient_footprints: list[Footprint] = [NO_LOAD] * count  # above a slow follower's present draw
@@ -67,6 +75,12 @@ class _Round:
         self.available_w = 0.0
         self.solar_group: list[int] = []
         self.any_baseline = False
+        site = inputs.site
+        #: The site's import limit: a hard cap on everything the controllable charge points draw together.
+        self.site_cap = (site.headroom_w, site.describe(), site.house_alone_over) if site is not None else None
+        self.site_left_w = site.headroom_w if site is not None else math.inf
+        #: A stale grid meter with a site limit: nobody rises above its minimum.
+        self.minimums_only = site is not None and site.minimums_only
 
     def _check_unique(self) -> None:
         keys = [point.key for point in self.points]
@@ -81,7 +95,11 @@ class _Round:
         self.any_baseline = any(self.network.baseline)
         served_w = self._serve_at_once(first, rooms)
         self._serve_solar(self.solar_group, rooms, served_w)
-        return self._allocation(), {p.key: timer for p, timer in zip(self.points, self.next_timers, strict=True)}
+        allocation = self._allocation()
+        timers = {}
+        for result, timer in zip(allocation.points, self.next_timers, strict=True):
+            timers[result.charge_point.key] = dataclasses.replace(timer, offered_w=result.allocated_w)
+        return allocation, timers
 
     def _classify(self) -> list[int]:
         """Settle every charge point that cannot charge this round; count the draws the allocator does not steer."""
@@ -126,42 +144,55 @@ class _Round:
 
     def _candidate(self, i: int, *, exempt: bool, may_hold: bool) -> Candidate:
         point = self.points[i]
-        charging = hysteresis.counts_as_charging(self.timers[i])
+        timer = self.timers[i]
+        charging = hysteresis.counts_as_charging(timer)
         baseline = self.transient_footprints[i].above_w
+        turn = turn_key(charging, timer.charged_since, timer.stopped_at)
         return Candidate(
             i, point.id, point.priority, charging, point.plugged_in_at, point.min_power_w, self.footprints[i],
-            baseline, exempt, may_hold,
+            baseline, exempt, may_hold, turn,
         )  # fmt: skip
 
     def _serve_at_once(self, group: list[int], rooms: tuple[list[float], list[float]]) -> float:
-        """now, schedule windows and charge-now: circuits and their own caps are the only limits."""
+        """now, schedule windows and charge-now: circuits, their own caps and the site's import limit bind them."""
         candidates = [self._candidate(i, exempt=True, may_hold=False) for i in group]
-        admission = admit(candidates, math.inf, rooms, self.network.labels)
+        admission = admit(candidates, math.inf, rooms, self.network.labels, self.site_cap)
         admitted = [i for i in admission.order if admission.verdicts[i] == "admitted"]
         for i in admitted:
             self.next_timers[i] = hysteresis.advance(self.timers[i], "admitted", self.delays, self.now, delayed=False)
             self.states[i] = "charging"
-        demands = [self._demand(i, rises=True) for i in admitted]
-        watts = self._share(admitted, demands, math.inf, rooms)
+        demands = [self._demand(i, rises=not self.minimums_only) for i in admitted]
+        watts = self._share(admitted, demands, self.site_left_w, rooms)
         self._kick(admission, group, extra="")
         contexts: dict[PointMode, reasons.Context] = {}
+        limit = self.site_cap[1] if self.site_cap is not None else None
+        budget_w = self.site_left_w if self.site_cap is not None else None
         for i in admitted:
-            self.reasons[i] = self._charging_reason(i, None, len(admitted), contexts)
-        return sum(watts)
+            self.reasons[i] = self._charging_reason(i, budget_w, len(admitted), contexts, limit=limit)
+        served = sum(watts)
+        self.site_left_w = max(0.0, self.site_left_w - served)
+        return served
 
     def _serve_solar(self, group: list[int], rooms: tuple[list[float], list[float]], served_w: float) -> None:
         inputs, now, delays = self.inputs, self.now, self.delays
         if inputs.grid is not None and not self.grid_stale:
-            draw = sum(p.power_w for p in self.points if p.controllable and p.online)
+            draw = inputs.grid.chargers_w
+            if draw is None:
+                draw = sum(p.power_w for p in self.points if p.controllable and p.online)
             self.surplus_w = budget.solar_surplus_w(inputs.grid.power_w, draw, self.settings.reserve_w)
+            if inputs.battery is not None:
+                adjustment = inputs.battery.adjustment_w
+                self.surplus_w = self.surplus_w - adjustment if adjustment is not None else None
         solar_w = budget.solar_budget_w(self.surplus_w, served_w)
+        cap = None
+        if self.site_cap is not None:
+            cap = (self.site_left_w, self.site_cap[1], self.site_cap[2])
+            solar_w = min(solar_w, self.site_left_w)
         candidates = [
-            self._candidate(
-                i, exempt=self.modes[i] == "minsolar", may_hold=hysteresis.may_hold(self.timers[i], delays, now)
-            )
+            self._candidate(i, exempt=self._exempt(i), may_hold=hysteresis.may_hold(self.timers[i], delays, now))
             for i in group
         ]
-        admission = admit(candidates, solar_w, rooms, self.network.labels)
+        admission = admit(candidates, solar_w, rooms, self.network.labels, cap)
         sharing: list[int] = []
         for i in admission.order:
             verdict = admission.verdicts[i]
@@ -169,15 +200,77 @@ class _Round:
                 self.next_timers[i] = hysteresis.advance(self.timers[i], verdict, delays, now, delayed=True)
                 sharing.append(i)
         # Starting ones reserve their minimum and stopping ones hold it: only charging ones rise above it.
-        demands = [self._demand(i, rises=self.next_timers[i].phase == "charging") for i in sharing]
+        demands = [
+            self._demand(i, rises=self.next_timers[i].phase == "charging" and not self.minimums_only) for i in sharing
+        ]
         self.available_w = budget.effective_budget_w(solar_w, admission.admitted_min_w, admission.held_min_w)
+        self.available_w = min(self.available_w, self.site_left_w)
         self._share(sharing, demands, self.available_w, rooms)
+        self._dead_band(sharing, rooms)
         stale_note = f" ({reasons.stale_grid()})" if self.grid_stale else ""
         self._kick(admission, group, extra=stale_note)
         rising = sum(1 for i in sharing if self.next_timers[i].phase == "charging")
         contexts: dict[PointMode, reasons.Context] = {}
         for i in sharing:
             self._settle_solar(i, solar_w, stale_note, (rising, contexts))
+
+    def _exempt(self, i: int) -> bool:
+        """Its minimum needs no surplus: minsolar, or a solar charge point the battery may hold at its minimum."""
+        if self.modes[i] == "minsolar":
+            return True
+        battery = self.inputs.battery
+        charging = hysteresis.counts_as_charging(self.timers[i])
+        return self.modes[i] == "solar" and battery is not None and battery.covers(charging=charging)
+
+    def _dead_band(self, sharing: list[int], rooms: tuple[list[float], list[float]]) -> None:
+        """Keep the charging points' offers while the budget stays within a band around them
+        (docs/closed-loop-control.md §3): noise around a step's edge must not toggle an offer. A rise waits until the
+        point's share clears its next step by the band. A fall waits while the kept offers together exceed the
+        budget by no more than the band — judged on the total, because whole steps split a budget unevenly (15 A +
+        14 A for two shares of 14.6 A) and a few watts of noise would otherwise move the rounded-up one — and only
+        where every circuit still has room; the budget may then be exceeded by the band, never a circuit. Nor does an
+        offer rise on a reading taken just after the point's draw changed (`GridReading.settling`): the meter may
+        not show the new draw yet, and a rise it paid for would be taken back by the next reading."""
+        falling: list[int] = []
+        settling = self.inputs.grid.settling if self.inputs.grid is not None else frozenset()
+        for i in sharing:
+            held, now_w = self.timers[i].offered_w, self.watts[i]
+            was_charging = self.timers[i].phase == "charging" and self.next_timers[i].phase == "charging"
+            if not was_charging or held <= 0 or now_w == held:
+                continue
+            point = self.points[i]
+            if held < point.min_power_w or held > budget.max_power_w(point, self.modes[i]):
+                continue  # its limits moved: the held value is no longer one it may be offered
+            if now_w < held:
+                falling.append(i)
+            elif self.shares[i].power_w < held + point.step_w + dead_band_w(point.step_w) or point.key in settling:
+                self.watts[i] = held  # within the band, or the reading may not show its latest draw yet
+                self.in_band[i] = True
+        if not falling or self.available_w is None:
+            return
+        band = dead_band_w(min(self.points[i].step_w for i in falling))
+        kept = sum(self.watts[i] for i in sharing) + sum(self.timers[i].offered_w - self.watts[i] for i in falling)
+        if kept > self.available_w + band:
+            return
+        for i in falling:
+            if self._fits(i, self.watts[i], self.timers[i].offered_w, rooms):
+                self.watts[i] = self.timers[i].offered_w
+                self.in_band[i] = True
+
+    def _fits(self, i: int, shared_w: float, kept_w: float, rooms: tuple[list[float], list[float]]) -> bool:
+        """Whether charge point i may draw `kept_w` instead of its `shared_w` in what the circuits have left; if so,
+        the rooms are updated to it."""
+        trials = []
+        for room, footprint in zip(rooms, (self.footprints[i], self.transient_footprints[i]), strict=True):
+            trial = list(room)
+            footprint.add_to(trial, shared_w)
+            footprint.add_to(trial, kept_w, -1.0)
+            if any(trial[slot] < -_EPS_A for slot, _ in (*footprint.steady, *footprint.late)):
+                return False
+            trials.append(trial)
+        for room, trial in zip(rooms, trials, strict=True):
+            room[:] = trial
+        return True
 
     def _demand(self, i: int, *, rises: bool) -> Demand:
         point = self.points[i]
@@ -199,7 +292,9 @@ class _Round:
             self.reasons[i] = reasons.stopping(point, left, solar_w).removesuffix(".") + stale_note + "."
         else:
             self.states[i] = "charging"
-            self.reasons[i] = self._charging_reason(i, self.available_w, *rising)
+            binds = self.site_cap is not None and self.available_w >= self.site_left_w
+            limit = self.site_cap[1] if binds and self.site_cap is not None else None
+            self.reasons[i] = self._charging_reason(i, self.available_w, *rising, limit=limit)
 
     def _share(
         self, group: list[int], demands: list[Demand], budget_w: float, rooms: tuple[list[float], list[float]]
@@ -277,13 +372,19 @@ class _Round:
             )
 
     def _charging_reason(
-        self, i: int, budget_w: float | None, sharing: int, contexts: dict[PointMode, reasons.Context]
+        self,
+        i: int,
+        budget_w: float | None,
+        sharing: int,
+        contexts: dict[PointMode, reasons.Context],
+        *,
+        limit: str | None = None,
     ) -> str:
         point, share, mode = self.points[i], self.shares[i], self.modes[i]
         context = contexts.get(mode)
-        if context is None:
+        if context is None or context.limit != limit:
             phrase = reasons.mode_phrase(mode, point, self.inputs.charge_now_until)
-            context = reasons.context(phrase, budget_w, sharing, self.settings.share)
+            context = reasons.context(phrase, budget_w, sharing, self.settings.share, limit=limit)
             if mode not in ("schedule", "charge_now"):  # the others read the same for everyone
                 contexts[mode] = context
         slot = None
@@ -291,7 +392,9 @@ class _Round:
             circuit_id, phase = self.network.labels[share.slot]
             slot = (circuit_id, phase, self.network.limits[share.slot], self.held_back[i])
         amps = self.amps[i] = watts_to_amps(self.watts[i], point.voltage_v, point.phases)
-        return reasons.charging(point, self.watts[i], amps, share, context, slot=slot)
+        if self.minimums_only and self.site_cap is not None:
+            return reasons.minimum_only(self.watts[i], amps, self.site_cap[1], context)
+        return reasons.charging(point, self.watts[i], amps, share, context, slot=slot, in_band=self.in_band[i])
 
     def _allocation(self) -> Allocation:
         results = []
@@ -315,6 +418,11 @@ class _Round:
             points=tuple(results),
             setpoints=tuple(setpoints),
             circuits=self._circuit_loads(offered),
+            site=self.inputs.site,
+            battery=self.inputs.battery,
+            grid_charging=any(
+                budget.served_first(r.mode) and r.allocated_w > 0 and r.charge_point.controllable for r in results
+            ),
         )
 
     def _available(self) -> float | None:
@@ -334,6 +442,12 @@ class _Round:
             limit = network.tree.circuits[circuit_id].max_current_a
             result.append(CircuitLoad(circuit_id, limit, per_phase, tuple(limit - load for load in per_phase)))
         return tuple(result)
+
+
+def dead_band_w(step_w: float) -> float:
+    """How far a share must clear the next step before a charging point's offer rises: half a step, at most
+    `DEAD_BAND_MAX_W` (a meter's noise is the same whatever the step; a 3-phase step of 690 W needs no 345 W)."""
+    return min(step_w / 2, DEAD_BAND_MAX_W)
 
 
 def _blocker(point: ChargePoint) -> tuple[ChargePointStatus, str] | None:

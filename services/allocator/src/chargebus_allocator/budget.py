@@ -1,10 +1,11 @@
-"""How much power each mode may use (allocation.md §2).
+"""How much power each mode may use (docs/allocation.md §2).
 
 Modes that act at once (`now`, a schedule window, charge-now) are served first, limited only by circuits and their
 own caps. The solar surplus is computed with every controllable draw added back (what the house would export if
 no charge point we control drew anything), less the reserve; what the first group was given comes off it, and the
 rest is shared among solar and minsolar charge points, never below 0. Minsolar guarantees the minimums of what it
 admits even beyond that. A stale grid meter makes the surplus unknown: 0 for solar, minimums only for minsolar.
+The home battery's share of the surplus and the site's import limits are figured in site.py.
 """
 
 from __future__ import annotations
@@ -69,5 +70,7 @@ def solar_budget_w(surplus_w: float | None, served_first_w: float) -> float:
 
 
 def effective_budget_w(solar_budget: float, admitted_min_w: float, held_min_w: float) -> float:
-    """The budget sharing works against: minsolar's admitted minimums and minimums held in a stop delay included."""
-    return max(solar_budget, admitted_min_w) + held_min_w
+    """The budget sharing works against: at least minsolar's admitted minimums and the minimums held in a stop
+    delay. A held minimum is paid from the surplus first, the grid covering only what the surplus lacks: nobody
+    rises above its minimum while another is held at its own on grid power."""
+    return max(solar_budget, admitted_min_w + held_min_w)

@@ -5,9 +5,9 @@ the path to the root, so a 1-phase circuit under a 3-phase parent loads the pare
 circuit maps all three supply phases onto its one slot: with a consistent config only its own phase carries load,
 and with an inconsistent one the sum is the safe reading.
 
-Cars whose current is set through their API follow slowly, so contract §9 counts them at max(allocation, measured
-draw) on their circuits. Their draw is kept per slot as a "baseline": the steady load (what a circuit carries once
-every car has followed) counts allocations only, the transient load counts a slow car's baseline and only what it
+Cars whose current is set through their API follow slowly, so docs/contract.md §9 counts them at max(allocation,
+measured draw) on their circuits. Their draw is kept per slot as a "baseline": the steady load (what a circuit carries
+once every car has followed) counts allocations only, the transient load counts a slow car's baseline and only what it
 is given above it. Both must stay within the limit.
 """
 

@@ -1,4 +1,5 @@
-"""Command values (contract §3, §5): what each `/set` topic of the allocator accepts, checked before anything changes.
+"""Command values (docs/contract.md §3, §5): what each `/set` topic of the allocator accepts, checked before anything
+changes.
 
 Every function takes the command's value (the plain payload or the JSON envelope's `value`) and returns the new
 setting, `None` for `default` (clear the override), or raises ValueError with a sentence for the ErrorEvent.
@@ -21,6 +22,8 @@ CHARGE_NOW_MAX_S = 7 * 24 * 3600
 MAX_COMMAND_BYTES = 64 * 1024
 #: At most this many VINs in each list of a `vins/set` command.
 MAX_VINS = 1000
+#: The largest grid limit accepted: 1 MW, far beyond any home connection.
+GRID_LIMIT_MAX_W = 1_000_000.0
 
 _EVSE_ID = re.compile(EVSE_ID_PATTERN)
 _VIN = re.compile(VIN_PATTERN)
@@ -72,8 +75,22 @@ def charge_now(value: Any) -> tuple[float, str | None]:
     return float(seconds), evse_id
 
 
+def grid_limit(value: Any) -> float | None:
+    """A grid import cap in W, above 0 and at most `GRID_LIMIT_MAX_W`, or `default` (None: no runtime cap)."""
+    if value == DEFAULT:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"grid_limit takes watts (a number) or {DEFAULT}, got {_show(value)}")
+    if not 0 < value <= GRID_LIMIT_MAX_W:
+        raise ValueError(
+            f"grid_limit {value:g} W is out of range: above 0 and at most {GRID_LIMIT_MAX_W:g} W "
+            f"({DEFAULT} clears it; to stop charging use mode off)"
+        )
+    return float(value)
+
+
 def evse(evse_id: Any) -> str:
-    """An id of the contract's patterns (§4). It need not be known yet: an EVSE may appear later."""
+    """An id of the contract's patterns (docs/contract.md §4). It need not be known yet: an EVSE may appear later."""
     if not isinstance(evse_id, str) or not _EVSE_ID.fullmatch(evse_id):
         raise ValueError(f"unknown evse id {_show(evse_id)}: ids are twc-<4 hex>, car-<VIN> or twc3-<name>")
     return evse_id

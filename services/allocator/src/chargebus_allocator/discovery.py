@@ -1,7 +1,9 @@
 """Home Assistant discovery for the allocator: what the entities are (pure builders) and keeping them in sync.
 
 A `select` for the global mode, a `switch` for `schedules_enabled`, sensors for the budget (`available_w`, `grid_w`,
-`surplus_w`), per charge point
+`surplus_w`), a `number` for the runtime grid import limit; with a home battery, sensors for its SoC and power as
+the allocator sees them and a `binary_sensor` for `battery_hold`; with an import average, a sensor for the running
+window's average; per charge point
 sensors for its allocation and state, and per controllable EVSE a `number` for its priority. They all read
 `allocator/state`; the charge point ones find their group in it by VIN (else by primary EVSE id). Entities of a
 charge point or EVSE that disappears are removed.
@@ -9,6 +11,7 @@ charge point or EVSE that disappears are removed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from chargebus.ha import Discovery, Entity, availability, device, entity
@@ -19,6 +22,23 @@ from chargebus_allocator.model import Allocation, ChargePoint
 
 SERVICE = "allocator"
 PRIORITY_RANGE = (-1000, 1000)
+#: The grid limit number's range and step (W); `default` (clearing it) is a command, not a number.
+GRID_LIMIT_RANGE = (100, 100_000)
+GRID_LIMIT_STEP = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Features:
+    """What is configured, so only entities that can show something are announced."""
+
+    battery: bool = False
+    import_average: bool = False
+
+
+def _site_field(field: str) -> str:
+    return f"{{{{ value_json.site.{field} if value_json.site is defined and value_json.site else none }}}}"
+
+
 #: The switch's state from `allocator/state`: off only while a `schedules_enabled` override says false.
 SCHEDULES_ENABLED_TEMPLATE = (
     "{% set v = value_json.overrides | selectattr('key', 'equalto', 'schedules_enabled') "
@@ -33,7 +53,65 @@ def _common(topics: Topics) -> dict[str, Any]:
     }
 
 
-def static_entities(topics: Topics) -> list[Entity]:
+def site_entities(topics: Topics, features: Features) -> list[Entity]:
+    """The site limits and the home battery: what the allocator sees and the grid limit a user may set."""
+    state_topic = topics.build("allocator_state")
+    low, high = GRID_LIMIT_RANGE
+    entities = [
+        entity(
+            "number",
+            "allocator_grid_limit",
+            "Grid import limit",
+            state_topic=state_topic,
+            value_template=_site_field("max_import_w"),
+            command_topic=topics.build("allocator_grid_limit_set"),
+            min=low,
+            max=high,
+            step=GRID_LIMIT_STEP,
+            mode="box",
+            unit_of_measurement="W",
+            device_class="power",
+            **_common(topics),
+        )
+    ]
+    sensors: list[tuple[str, str, str, str]] = []
+    if features.battery:
+        sensors += [
+            ("battery_soc_pct", "Home battery SoC", "%", "battery"),
+            ("battery_w", "Home battery power", "W", "power"),
+        ]
+    if features.import_average:
+        sensors.append(("average_w", "Import average this window", "W", "power"))
+    for field, name, unit, device_class in sensors:
+        entities.append(
+            entity(
+                "sensor",
+                f"allocator_{field}",
+                name,
+                state_topic=state_topic,
+                value_template=_site_field(field),
+                unit_of_measurement=unit,
+                device_class=device_class,
+                state_class="measurement",
+                **_common(topics),
+            )
+        )
+    if features.battery:
+        entities.append(
+            entity(
+                "binary_sensor",
+                "allocator_battery_hold",
+                "Home battery hold",
+                state_topic=topics.build("allocator_battery_hold"),
+                payload_on="true",
+                payload_off="false",
+                **_common(topics),
+            )
+        )
+    return entities
+
+
+def static_entities(topics: Topics, features: Features = Features()) -> list[Entity]:
     state_topic = topics.build("allocator_state")
     entities = [
         entity(
@@ -74,7 +152,7 @@ def static_entities(topics: Topics) -> list[Entity]:
                 **_common(topics),
             )
         )
-    return entities
+    return entities + site_entities(topics, features)
 
 
 def _group_filter(point: ChargePoint) -> str:
@@ -132,9 +210,9 @@ def priority_entity(topics: Topics, evse_id: str) -> Entity:
     )
 
 
-def entities_for(topics: Topics, allocation: Allocation) -> dict[str, Entity]:
+def entities_for(topics: Topics, allocation: Allocation, features: Features = Features()) -> dict[str, Entity]:
     """Every entity the allocator should have now, by unique id."""
-    found = {item.unique_id: item for item in static_entities(topics)}
+    found = {item.unique_id: item for item in static_entities(topics, features)}
     for result in allocation.points:
         point = result.charge_point
         found.update({item.unique_id: item for item in point_entities(topics, point)})
@@ -148,9 +226,10 @@ def entities_for(topics: Topics, allocation: Allocation) -> dict[str, Entity]:
 class HaSync:
     """Publishes new entities and removes the ones whose charge point or EVSE has gone."""
 
-    def __init__(self, discovery: Discovery, topics: Topics) -> None:
+    def __init__(self, discovery: Discovery, topics: Topics, features: Features = Features()) -> None:
         self.discovery = discovery
         self.topics = topics
+        self.features = features
         self.current: dict[str, Entity] = {}
         self.signature: object = None
 
@@ -163,7 +242,7 @@ class HaSync:
         if signature == self.signature:
             return  # the same charge points and EVSEs: nothing to add or remove (and no need to rebuild)
         self.signature = signature
-        wanted = entities_for(self.topics, allocation)
+        wanted = entities_for(self.topics, allocation, self.features)
         for unique_id, item in self.current.items():
             if unique_id not in wanted:
                 await self.discovery.remove(item)

@@ -9,6 +9,10 @@ one error per meter going stale and per house-meter warning. It also says when t
 input (refresh, a meter going stale, a charge-now timer ending, a schedule window opening or closing, the regular
 tick that moves the hysteresis delays on).
 
+With a home battery or site limits it also reads the battery meter (and its SoC), integrates the grid import over
+the running clock-aligned window, turns the limits into the headroom the round shares (site.py), fills the `site`
+block of `allocator/state` and says when `allocator/battery_hold` changed, from the same round's allocation.
+
 An EVSE whose bridge announced `offline` on `<p>/<bridge>/status` (its LWT after a crash) counts as offline until
 the bridge says `online` again: `twc-*` belong to the twc-bridge, `car-*` and `twc3-*` to the tesla-bridge.
 
@@ -29,12 +33,13 @@ from chargebus.schema import (
     AllocatorState,
     EvseState,
     Setpoint,
+    SiteState,
     VehicleState,
     parse_for_topic,
 )
 from chargebus.topics import BRIDGES, Topics, owning_bridge
 
-from chargebus_allocator import report, schedules
+from chargebus_allocator import report, schedules, site
 from chargebus_allocator.allocate import allocate
 from chargebus_allocator.house_meters import GridFigure, HouseMeters, MeterValue
 from chargebus_allocator.merge import Authorization, EvseSettings, VehicleSettings, merge
@@ -51,6 +56,18 @@ from chargebus_allocator.model import (
     Timer,
 )
 from chargebus_allocator.overrides import Overrides
+from chargebus_allocator.pairing import (
+    FOLLOW_S_DIRECT,
+    FOLLOW_S_SLOW,
+    READING_LATENCY_S,
+    Command,
+    DrawHistory,
+    Pairing,
+    PointDraw,
+    draw_at,
+    measurement_time,
+    pair,
+)
 
 #: A round runs at least this often, so hysteresis delays and timers move on without input.
 TICK_S = 5.0
@@ -83,6 +100,8 @@ class Round:
     events: list[str]  # log lines (key=value)
     overrides_changed: bool  # a timer ended: the state file needs writing
     next_wake: float
+    #: `allocator/battery_hold` to publish now (it changed, or it is the first round); None: nothing to send.
+    battery_hold: bool | None = None
 
 
 @dataclass(slots=True)
@@ -109,14 +128,26 @@ class Engine:
     state_key: object = None
     state_at: float = -math.inf
     meter_errors: RateLimit = field(default_factory=lambda: RateLimit(METER_ERROR_EVERY_S))
+    draws: dict[str, DrawHistory] = field(default_factory=dict)  # per EVSE: its measured draw over time
+    commands: dict[str, Command] = field(default_factory=dict)  # per EVSE: the power last commanded, and since
+    pairing: Pairing | None = None  # the solar surplus of the last grid reading (or event), held until the next
+    pairing_key: object = None
+    settling: frozenset[str] = frozenset()  # charge points whose draw changed just before that reading
+    window: site.ImportWindow | None = None  # the running import-average window, when one is configured
+    battery_level: site.BatteryLevel | None = None  # which SoC thresholds the battery is past (with hysteresis)
+    hold_sent: bool | None = None  # the battery_hold last published
 
     def __post_init__(self) -> None:
         allocator = self.config.allocator
         self.timezone = schedules.resolve_timezone(allocator.timezone)
         self.house = HouseMeters.from_config(allocator, generation_is_export=allocator.generation_is_export)
         names = list(self.house.meter_names)
+        names += [name for name in (allocator.battery_meter, allocator.battery_soc_meter) if name]
         names += [circuit.meter for circuit in allocator.circuits if circuit.meter]
         self.meters = MeterBook(meter_specs(names, self.config.meters, self.topics), started_at=self.started_at)
+        average = allocator.import_average
+        if average.limit_w > 0:
+            self.window = site.ImportWindow(average.window_s, assumed_w=average.limit_w)
 
     @property
     def ttl_s(self) -> float:
@@ -124,11 +155,17 @@ class Engine:
 
     # -- inputs -------------------------------------------------------------------------------------------------
 
-    def evse_state(self, evse_id: str, payload: bytes) -> bool:
-        """A message on `<p>/evse/<evse_id>/state`; an empty one removes the EVSE. True when something changed."""
+    def evse_state(self, evse_id: str, payload: bytes, now: float | None = None) -> bool:
+        """A message on `<p>/evse/<evse_id>/state`, arrived at `now` (None: trust its `updated_at`); an empty one
+        removes the EVSE. True when something changed. Its draw goes into the EVSE's history either way."""
         if not payload:
+            self.draws.pop(evse_id, None)
+            self.commands.pop(evse_id, None)
             return self.evses.pop(evse_id, None) is not None
         state = parse_for_topic(EvseState, payload, "evse_id", evse_id)
+        reported = state.updated_at.timestamp()
+        measured = measurement_time(reported, now if now is not None else reported)
+        self.draws.setdefault(evse_id, DrawHistory()).record(measured, state.power_w or 0.0)
         if self.evses.get(evse_id) == state:
             return False
         self.evses[evse_id] = state
@@ -203,14 +240,56 @@ class Engine:
 
     def grid_figure(self, points: Sequence[ChargePoint], now: float) -> GridFigure:
         """The grid figure (+ import, − export) from the grid meter, or from the generation/consumption meters
-        with the chargers' measured draw (every charge point once, read-only ones too)."""
+        with the chargers' draw at the meters' time (every charge point once, read-only ones too). Its `at` is
+        when the oldest reading used was measured."""
         readings = {
-            name: MeterValue(reading.load.power_w, stale=self.meters.stale(name, now), at=reading.at)
+            name: MeterValue(reading.load.power_w, stale=self.meters.stale(name, now), at=reading.measured_at)
             for name in self.house.meter_names
             if (reading := self.meters.last(name)) is not None
         }
-        chargers = MeterValue(sum(point.power_w for point in points), at=now)
-        return self.house.grid(readings, chargers)
+        measured_at = min((value.at for value in readings.values() if value.at is not None), default=now)
+        chargers_w = sum(self._draw_at(point, measured_at) for point in points)
+        return self.house.grid(readings, MeterValue(chargers_w, at=measured_at))
+
+    def _draw_at(self, point: ChargePoint, when: float) -> float:
+        return draw_at(self.draws, point.measured_evse_id, when, point.power_w)
+
+    def _draw_changed(self, point: ChargePoint, start: float, end: float) -> bool:
+        history = self.draws.get(point.measured_evse_id) if point.measured_evse_id is not None else None
+        return history is not None and history.changed_within(start, end)
+
+    def _paired_reading(
+        self, points: Sequence[ChargePoint], figure: GridFigure, settings: Settings, now: float
+    ) -> GridReading | None:
+        """The grid reading with the controllable draw of its own moment (docs/closed-loop-control.md §1).
+
+        Recomputed only on a new reading or a real event (a charge point appearing, going, plugging, switching
+        mode, priority or limits): a draw report between two readings does not move the surplus.
+        """
+        if figure.grid_w is None or figure.stale:
+            self.pairing, self.pairing_key = None, None
+            return None
+        at = figure.at if figure.at is not None else now
+        key = (at, figure.grid_w, settings.mode, settings.reserve_w, tuple(_event_signature(p) for p in points))
+        if self.pairing is None or key != self.pairing_key:
+            draws = [
+                PointDraw(
+                    point.key,
+                    self._draw_at(point, at),
+                    point.step_w,
+                    FOLLOW_S_SLOW if point.follows_slowly else FOLLOW_S_DIRECT,
+                    self.commands.get(point.current_target),
+                )
+                for point in points
+                if point.controllable and point.online
+            ]
+            previous = self.pairing.surplus_w if self.pairing is not None else None
+            self.pairing = pair(figure.grid_w, at, draws, settings.reserve_w, previous)
+            self.settling = frozenset(
+                point.key for point in points if self._draw_changed(point, at - READING_LATENCY_S, at)
+            )
+            self.pairing_key = key
+        return GridReading(figure.grid_w, now, chargers_w=self.pairing.chargers_w, settling=self.settling)
 
     def inputs(self, now: float) -> Inputs:
         return self._inputs(now)[0]
@@ -243,17 +322,81 @@ class Engine:
         if windows:
             points = schedules.with_schedule_caps(points, schedules.active_windows(windows, self.timezone, now))
         figure = self.grid_figure(points, now)
-        # Staleness is decided here, per meter (each has its own stale_after_s): a fresh figure is as of now.
-        fresh = figure.grid_w is not None and not figure.stale
-        grid = GridReading(figure.grid_w, now) if fresh and figure.grid_w is not None else None
         settings = Settings(
             mode=overrides.mode() or allocator.mode,
             reserve_w=allocator.reserve_w,
             share=allocator.share,
             delays=Delays(allocator.enable_delay_s, allocator.disable_delay_s, allocator.min_on_s, allocator.min_off_s),
         )
+        # Staleness is decided here, per meter (each has its own stale_after_s): a fresh figure is as of now.
+        grid = self._paired_reading(points, figure, settings, now)
         circuits = tuple(self._circuit(circuit) for circuit in allocator.circuits)
-        return Inputs(points, circuits, grid, overrides.charge_now_until(), settings), figure
+        battery = self._battery(now)
+        limit = self._site_limit(figure, grid, battery, now)
+        return Inputs(points, circuits, grid, overrides.charge_now_until(), settings, limit, battery), figure
+
+    def import_cap_w(self) -> float | None:
+        return site.import_cap_w(self.config.allocator.max_import_w, self.overrides.grid_limit_w())
+
+    def _site_limit(
+        self, figure: GridFigure, grid: GridReading | None, battery: site.Battery | None, now: float
+    ) -> site.SiteLimit | None:
+        """The headroom the site's limits leave the controllable charge points. The house's own import is the
+        reading less the chargers' draw at the reading's moment (the same pairing as the solar surplus), plus
+        what the battery discharges while it is below its buffer SoC: `battery_hold` may stop that any round."""
+        fresh = figure.grid_w is not None and not figure.stale
+        if self.window is not None:
+            self.window.record(now, figure.grid_w if fresh else None)
+        average = None
+        if self.window is not None:
+            limit_w = self.config.allocator.import_average.limit_w
+            window = self.window
+            average = (limit_w, window.window_s, window.imported_j, now, window.end)
+        house_w = None
+        if grid is not None:
+            house_w = grid.power_w - (grid.chargers_w or 0.0)
+            if battery is not None and battery.power_w is not None and not battery.level.buffer:
+                house_w += max(0.0, battery.power_w)
+        return site.site_limit(self.import_cap_w(), average, house_w)
+
+    def _battery(self, now: float) -> site.Battery | None:
+        """The battery's power and SoC. A stale battery meter leaves the solar surplus unknown (power None); a
+        stale or missing SoC counts as below every threshold."""
+        allocator = self.config.allocator
+        if allocator.battery_meter is None:
+            return None
+        reading = self.meters.last(allocator.battery_meter)
+        fresh = reading is not None and not self.meters.stale(allocator.battery_meter, now)
+        power_w = reading.load.power_w if fresh and reading is not None else None
+        soc: float | None = None
+        if allocator.battery_soc_meter is not None:
+            soc_reading = self.meters.last(allocator.battery_soc_meter)
+            if soc_reading is not None and not self.meters.stale(allocator.battery_soc_meter, now):
+                soc = soc_reading.load.power_w
+        elif fresh and reading is not None:
+            soc = reading.soc_pct
+        if soc is not None:
+            soc = min(100.0, max(0.0, soc))
+        thresholds = site.BatteryThresholds(
+            allocator.battery_priority_soc, allocator.battery_buffer_soc, allocator.battery_buffer_start_soc
+        )
+        self.battery_level = site.battery_level(soc, thresholds, self.battery_level)
+        return site.Battery(power_w, soc, self.battery_level)
+
+    def site_state(self, allocation: Allocation, now: float) -> SiteState:
+        """The `site` block of `allocator/state`: null where not configured."""
+        allocator = self.config.allocator
+        window = self.window
+        battery = allocation.battery
+        return SiteState(
+            import_w=allocation.grid_w,
+            max_import_w=self.import_cap_w(),
+            average_w=round(window.average_w(now)) if window is not None else None,
+            average_limit_w=allocator.import_average.limit_w if window is not None else None,
+            window_ends_at=datetime.fromtimestamp(window.end, tz=UTC) if window is not None else None,
+            battery_soc_pct=battery.soc_pct if battery is not None else None,
+            battery_w=battery.power_w if battery is not None else None,
+        )
 
     def _circuit(self, config: CircuitConfig) -> Circuit:
         metered: MeteredLoad | None = None
@@ -283,9 +426,14 @@ class Engine:
         started = time.perf_counter()
         allocation, self.timers = allocate(inputs, self.timers, now)
         compute_ms = (time.perf_counter() - started) * 1000
+        self._note_commands(allocation, now)
         computed_at = datetime.fromtimestamp(now, tz=UTC)
         state = report.allocator_state(
-            allocation, computed_at=computed_at, compute_ms=compute_ms, overrides=self.overrides.listing()
+            allocation,
+            computed_at=computed_at,
+            compute_ms=compute_ms,
+            overrides=self.overrides.listing(),
+            site=self.site_state(allocation, now),
         )
         state_key = state.model_dump(exclude=set(_VOLATILE_STATE))
         publish_state = state_key != self.state_key or now - self.state_at >= STATE_EVERY_S
@@ -302,6 +450,11 @@ class Engine:
                 self.sent[setpoint.evse_id] = _Sent(key, now)
         for evse_id in [evse_id for evse_id in self.sent if evse_id not in current and evse_id in self.evses]:
             del self.sent[evse_id]  # no longer a charge point (a car away): its last setpoint simply expires
+        hold = site.battery_hold(allocation.battery, allocation.grid_charging)
+        hold_out = None
+        if hold is not None and hold != self.hold_sent:
+            self.hold_sent = hold_out = hold
+            events.append(f"event=battery_hold value={str(hold).lower()}")
         return Round(
             allocation=allocation,
             setpoints=outgoing,
@@ -310,7 +463,17 @@ class Engine:
             events=events,
             overrides_changed=bool(expired),
             next_wake=self._next_wake(now),
+            battery_hold=hold_out,
         )
+
+    def _note_commands(self, allocation: Allocation, now: float) -> None:
+        """Remember when each EVSE's commanded power changed: until it follows, it is in transit (pairing.py)."""
+        for intent in allocation.setpoints:
+            if intent.power_w is None:
+                continue
+            command = self.commands.get(intent.evse_id)
+            if command is None or command.power_w != intent.power_w:
+                self.commands[intent.evse_id] = Command(intent.power_w, now)
 
     def _house_notes(self, figure: GridFigure, events: list[str]) -> list[Notice]:
         """A house-meter warning (a PV meter reading below 0 W, …) is reported once while it holds.
@@ -334,6 +497,11 @@ class Engine:
 
     def _stale_error(self, name: str, now: float) -> str:
         text = self.meters.describe_stale(name, now)
+        allocator = self.config.allocator
+        if name == allocator.battery_meter:
+            return f"{text}: the battery's power is unknown, so solar charges nothing and minsolar only the minimums"
+        if name == allocator.battery_soc_meter:
+            return f"{text}: the battery's SoC is unknown and counts as below every threshold"
         if name in self.house.meter_names:
             return f"{text}: solar surplus unknown, solar charges nothing and minsolar only the minimums"
         return f"{text}: its circuit keeps counting the last good value"
@@ -351,3 +519,12 @@ class Engine:
                 deadlines.append(edge + _LATE_S)
         deadlines += [end + _LATE_S for end in self.overrides.timer_ends()]
         return max(now, min(deadlines))
+
+
+def _event_signature(point: ChargePoint) -> tuple[object, ...]:
+    """What of a charge point is a real event for the solar budget: anything but its measured draw."""
+    return (
+        point.key, point.controllable, point.online, point.plugged_in, point.wants_charge, point.authorized,
+        point.charging, point.min_power_w, point.max_power_w, point.mode, point.priority, point.charge_now_until,
+        point.schedule_cap_w,
+    )  # fmt: skip

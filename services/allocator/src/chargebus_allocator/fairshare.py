@@ -1,6 +1,6 @@
 """Sharing watts among admitted charge points: a water level over circuits, priority filling, whole-amp steps.
 
-Fair sharing is progressive filling (allocation.md §4): one level L rises; a charge point sits at its minimum until
+Fair sharing is progressive filling (docs/allocation.md §4): one level L rises; a charge point sits at its minimum until
 L reaches it, then rises with L, and freezes at its maximum or when a circuit slot on its path fills; the rise
 stops when the budget is spent. Without circuits this is the seed's "smallest maximum first, equal share of what is
 left" procedure. It runs event by event (a minimum reached, a maximum reached, a slot full, the budget spent), so the

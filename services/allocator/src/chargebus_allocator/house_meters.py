@@ -1,4 +1,4 @@
-"""The grid figure the budget needs (+ import, − export), from either meter form of `[allocator]` (contract §2).
+"""The grid figure the budget needs (+ import, − export), from either meter form of `[allocator]` (docs/contract.md §2).
 
 - `grid_meter`: its reading is the grid figure.
 - `generation_meter` G (+ optional `consumption_meter` C), with D the chargers' measured draw (Σ `power_w` of every
@@ -13,7 +13,7 @@
   `generation_is_export` (G is grid export)        —                      C − G  (C = 0 without one)
   ===============================================  =====================  ==========================
 
-The mapping to TWCManager (twcmanager-notes §b.3): `consumption_includes_chargers = true` is its
+The mapping to TWCManager (see docs/migrating-from-twcmanager.md): `consumption_includes_chargers = true` is its
 `subtractChargerLoad = true` and, like it, the house load it implies is clamped at 0 (a consumption meter that lags a
 charger ramping up must not invent surplus; the clamp makes the figure larger, never smaller). `generation_is_export`
 is its `treatGenerationAsGridDelivery`: the "generation" meter measures what leaves the house at the grid connection

@@ -1,4 +1,4 @@
-"""Start and stop slowly in solar modes (allocation.md §6), so passing clouds do not cycle a car.
+"""Start and stop slowly in solar modes (docs/allocation.md §6), so passing clouds do not cycle a car.
 
 idle → starting when admitted; starting → charging once admitted for `enable_delay_s` (the minimum is reserved all
 along but the setpoint stays 0); charging → stopping when no longer admitted, holding the minimum; stopping →

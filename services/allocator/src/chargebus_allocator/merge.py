@@ -1,4 +1,4 @@
-"""EVSEs and vehicles → charge points, merged by VIN (contract §7, §8).
+"""EVSEs and vehicles → charge points, merged by VIN (docs/contract.md §7, §8).
 
 A charge point is the set of EVSEs that reach one car: a wall EVSE (`twc-…`, or `twc3-…` carrying the VIN of the
 car configured to charge at it) plus `car-<VIN>`. Current is set through the EVSE that controls it without a billed
@@ -18,7 +18,11 @@ from chargebus.units import split_phase_voltage
 
 from chargebus_allocator.model import ChargePoint, Wiring
 
-_KIND_RANK = {"twc2": 0, "twc3": 1, "vehicle": 2}  # who sets the current: the local, unbilled one first
+#: Who sets the current when several EVSEs reach one car: the local, unbilled one first. A kind not named here (an
+#: OCPP wallbox, or whatever a future bridge publishes) is a charger on the local network, ranked with the first:
+#: a new kind of charger needs a bridge, never a change here.
+_KIND_RANK = {"twc2": 0, "twc3": 1, "vehicle": 2}
+_OTHER_KIND_RANK = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +110,7 @@ def _claim_strength(evse: EvseState) -> tuple[bool, float, str]:
 
 def _controller(group: list[EvseState]) -> EvseState | None:
     able = [evse for evse in group if evse.controllable and "current" in evse.controls]
-    return min(able, key=lambda evse: _KIND_RANK[evse.kind]) if able else None
+    return min(able, key=lambda evse: _KIND_RANK.get(evse.kind, _OTHER_KIND_RANK)) if able else None
 
 
 def _charge_point(
@@ -147,6 +151,7 @@ def _charge_point(
         phases=phases,
         voltage_v=voltage_v,
         power_w=(measured.power_w or 0.0) if measured is not None else 0.0,
+        measured_evse_id=measured.evse_id if measured is not None else None,
         evse_ids=tuple(dict.fromkeys([primary.evse_id, *sorted(evse.evse_id for evse in group)])),
         vin=vin,
         controllable=controller is not None,

@@ -1,10 +1,10 @@
-"""Meters: any MQTT topic becomes a power reading (contract §2 `[[meters]]`), kept until it goes stale.
+"""Meters: any MQTT topic becomes a power reading (docs/contract.md §2 `[[meters]]`), kept until it goes stale.
 
 A meter named in `[[meters]]` reads its own topic: `json_path` (a dotted path into a JSON object, where a number
 segment indexes a list) picks the watts out of a device's payload, else the payload is a plain number or a
 PowerReading. `scale` turns it into W and `invert` flips the sign of a source that reports export as positive. A
 meter name with no entry reads `<prefix>/power/<name>` natively. A bad payload never replaces the last good value;
-the last good value is used until it is older than `stale_after_s` (allocation.md §2 says what stale means).
+the last good value is used until it is older than `stale_after_s` (docs/allocation.md §2 says what stale means).
 
 Pure: no I/O, every time is passed in (epoch seconds).
 """
@@ -21,6 +21,7 @@ from chargebus.schema import PayloadError, decode_json, parse_power
 from chargebus.topics import Topics
 
 from chargebus_allocator.model import MeteredLoad
+from chargebus_allocator.pairing import measurement_time
 
 DEFAULT_STALE_AFTER_S = 30.0
 
@@ -51,15 +52,27 @@ def meter_specs(names: Iterable[str], entries: Sequence[MeterConfig], topics: To
 
 def read(spec: MeterSpec, payload: bytes) -> MeteredLoad:
     """One reading in W (+ import, − export for a grid meter). Raises PayloadError with a readable message."""
+    return read_timed(spec, payload)[0]
+
+
+def read_timed(spec: MeterSpec, payload: bytes) -> tuple[MeteredLoad, float | None]:
+    """`read`, with the PowerReading's own `ts` (epoch seconds) when it has one."""
+    load, ts, _ = read_full(spec, payload)
+    return load, ts
+
+
+def read_full(spec: MeterSpec, payload: bytes) -> tuple[MeteredLoad, float | None, float | None]:
+    """`read_timed`, with a battery meter's `soc_pct` when its PowerReading carries one."""
     if spec.json_path is None:
         reading = parse_power(payload)
         phase_power = reading.phase_power_w
-        return MeteredLoad(
+        load = MeteredLoad(
             power_w=_convert(spec, reading.power_w),
             phase_power_w=_triple([_convert(spec, value) for value in phase_power]) if phase_power else None,
             phase_current_a=_triple(reading.phase_current_a) if reading.phase_current_a else None,
         )
-    return MeteredLoad(power_w=_convert(spec, _at_path(decode_json(payload), spec.json_path)))
+        return load, reading.ts.timestamp() if reading.ts is not None else None, reading.soc_pct
+    return MeteredLoad(power_w=_convert(spec, _at_path(decode_json(payload), spec.json_path))), None, None
 
 
 def _convert(spec: MeterSpec, value: float) -> float:
@@ -97,7 +110,14 @@ def _at_path(data: Any, path: tuple[str, ...]) -> float:
 @dataclass(frozen=True, slots=True)
 class Reading:
     load: MeteredLoad
-    at: float  # when it was received (our clock: a meter's own `ts` may come from a skewed clock)
+    at: float  # when it was received (our clock: staleness never trusts a meter's own clock)
+    #: When it was measured: its `ts` where plausible (pairing.measurement_time), else `at`. Only pairing uses it.
+    measured_at: float = math.nan
+    soc_pct: float | None = None  # a battery meter's SoC, when its PowerReading has one
+
+    def __post_init__(self) -> None:
+        if math.isnan(self.measured_at):
+            object.__setattr__(self, "measured_at", self.at)
 
 
 @dataclass(slots=True)
@@ -119,7 +139,8 @@ class MeterBook:
             if spec.topic != topic:
                 continue
             try:
-                self.readings[spec.name] = Reading(read(spec, payload), now)
+                load, ts, soc = read_full(spec, payload)
+                self.readings[spec.name] = Reading(load, now, measurement_time(ts, now), soc)
             except PayloadError as exc:
                 errors.append((spec.name, str(exc)))
         return errors

@@ -5,10 +5,12 @@ All power is in watts and all times are epoch seconds (floats), so the core can 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from chargebus.schema import ChargePointStatus, Mode
+
+from chargebus_allocator.site import Battery, SiteLimit
 
 Phase = Literal["L1", "L2", "L3"]
 #: The physical phase(s) an EVSE is wired to; a car using fewer phases loads the first ones.
@@ -21,7 +23,7 @@ TimerPhase = Literal["idle", "starting", "charging", "stopping"]
 
 @dataclass(frozen=True, slots=True)
 class ChargePoint:
-    """The EVSEs that reach one car, after the VIN merge (contract §7), at the car's electrical basis."""
+    """The EVSEs that reach one car, after the VIN merge (docs/contract.md §7), at the car's electrical basis."""
 
     id: str  # the primary EVSE: the one that controls current, else the one that measures
     min_power_w: float
@@ -30,6 +32,7 @@ class ChargePoint:
     phases: int = 1
     voltage_v: float = 230.0
     power_w: float = 0.0  # measured draw; 0 when unknown
+    measured_evse_id: str | None = None  # the member whose report `power_w` is
     evse_ids: tuple[str, ...] = ()  # every member; empty means just `id`
     vin: str | None = None
     controllable: bool = True  # False: a read-only load, never sent setpoints
@@ -93,7 +96,7 @@ class Circuit:
 
 @dataclass(frozen=True, slots=True)
 class Delays:
-    """Hysteresis settings (allocation.md §6); they apply in solar and minsolar only."""
+    """Hysteresis settings (docs/allocation.md §6); they apply in solar and minsolar only."""
 
     enable_delay_s: float = 60.0
     disable_delay_s: float = 180.0
@@ -105,6 +108,10 @@ class Delays:
 class GridReading:
     power_w: float  # + import, - export
     at: float  # when it was measured or received
+    #: The controllable charge points' draw at the reading's own time (pairing.py); None: their latest reports.
+    chargers_w: float | None = None
+    #: Charge points whose draw changed just before the reading: it is no evidence for raising their offers.
+    settling: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +130,8 @@ class Inputs:
     grid: GridReading | None = None
     charge_now_until: float | None = None  # the global charge-now timer
     settings: Settings = Settings()
+    site: SiteLimit | None = None  # the site's import limits this round; None when none is configured
+    battery: Battery | None = None  # the home battery; None when none is configured
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +142,8 @@ class Timer:
     since: float = 0.0  # when this phase began
     charged_since: float | None = None  # start of the current charge, for min_on_s
     stopped_at: float | None = None  # end of the last charge, for min_off_s
+    #: What its setpoint said last round, the value the dead band holds; not part of the phase's identity.
+    offered_w: float = field(default=0.0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +158,7 @@ class PointResult:
 
 @dataclass(frozen=True, slots=True)
 class SetpointIntent:
-    """What one EVSE is told. `None` fields mean "do not touch" (contract §6)."""
+    """What one EVSE is told. `None` fields mean "do not touch" (docs/contract.md §6)."""
 
     evse_id: str
     power_w: float | None
@@ -176,3 +187,7 @@ class Allocation:
     points: tuple[PointResult, ...]
     setpoints: tuple[SetpointIntent, ...]
     circuits: tuple[CircuitLoad, ...]
+    site: SiteLimit | None = None
+    battery: Battery | None = None
+    #: Some charge point in now, a schedule window or charge-now charges: the grid, not the battery, should feed it.
+    grid_charging: bool = False

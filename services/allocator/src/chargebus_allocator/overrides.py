@@ -1,4 +1,4 @@
-"""Runtime overrides set over MQTT (contract §3, §5): they win over the config until cleared with `default`.
+"""Runtime overrides set over MQTT (docs/contract.md §3, §5): they win over the config until cleared with `default`.
 
 Each has a key, a value and the time it was set, exactly as `allocator/state` shows them and as the state file
 keeps them across restarts:
@@ -14,12 +14,14 @@ keeps them across restarts:
 | `schedules` | the schedule windows in force instead of `[[allocator.schedules]]` (a list as in the config) |
 | `schedules_enabled` | `false` switches every schedule window off (`true` = as without the override) |
 | `vins` | `{"allow": [...], "deny": [...]}` instead of `allowed_vins` / `denied_vins` |
+| `grid_limit` | a grid import cap in W (with `max_import_w` the lower binds) |
 
 Pure: the file itself is read and written by `statefile`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +39,7 @@ CHARGE_NOW = "charge_now"
 SCHEDULES = "schedules"
 SCHEDULES_ENABLED = "schedules_enabled"
 VINS = "vins"
+GRID_LIMIT = "grid_limit"
 FILE_VERSION = 1
 
 #: A mode, a priority, the epoch end of a charge-now timer, a switch, the schedule windows or the VIN lists.
@@ -123,6 +126,9 @@ class Overrides:
         value = self._value(VINS)
         return value if isinstance(value, VinLists) else None
 
+    def grid_limit_w(self) -> float | None:
+        return self._number(GRID_LIMIT)
+
     def evse_ids(self) -> set[str]:
         return {key.split("/")[1] for key in self.entries if key.startswith("evse/")}
 
@@ -166,24 +172,27 @@ def _checked(key: str, value: Any) -> Value:
         commands.evse(parts[1])
     elif len(parts) == 3 and parts[0] == "vehicle" and setting == "priority":
         commands.vin(parts[1])
-    elif len(parts) != 1 or setting not in (MODE, CHARGE_NOW, SCHEDULES, SCHEDULES_ENABLED, VINS):
+    elif len(parts) != 1 or setting not in (MODE, CHARGE_NOW, SCHEDULES, SCHEDULES_ENABLED, VINS, GRID_LIMIT):
         raise ValueError("unknown override key")
-    checked: Value | None
-    if setting == MODE:
-        checked = commands.mode(value)
-    elif setting == "priority":
-        checked = commands.priority(value)
-    elif setting == SCHEDULES:
-        checked = schedules.parse_schedules(value)
-    elif setting == SCHEDULES_ENABLED:
-        checked = commands.schedules_enabled(value)
-    elif setting == VINS:
-        checked, _warnings = commands.vin_lists(value)  # check digits were warned about when it was set
-    else:
-        checked = _timer_end(value)
+    checked = _CHECKS.get(setting, _timer_end)(value)
     if checked is None:
         raise ValueError("'default' is not a stored value")
     return checked
+
+
+def _vin_lists(value: Any) -> VinLists | None:
+    return commands.vin_lists(value)[0]  # check digits were warned about when it was set
+
+
+#: How each stored setting's value is checked; anything else is a charge-now timer's end.
+_CHECKS: dict[str, Callable[[Any], Value | None]] = {
+    MODE: commands.mode,
+    "priority": commands.priority,
+    SCHEDULES: schedules.parse_schedules,
+    SCHEDULES_ENABLED: commands.schedules_enabled,
+    VINS: _vin_lists,
+    GRID_LIMIT: commands.grid_limit,
+}
 
 
 def _timer_end(value: Any) -> float:

@@ -90,11 +90,19 @@ class Context(NamedTuple):
     available: str | None  # "4 000 W available"; None when unlimited
     sharing: int  # how many rise above their minimum together
     rule: ShareRule
+    limit: str | None = None  # the site limit that sets the budget, when it does
 
 
-def context(phrase: str, budget_w: float | None, sharing: int, rule: ShareRule) -> Context:
+def context(phrase: str, budget_w: float | None, sharing: int, rule: ShareRule, *, limit: str | None = None) -> Context:
     available = f"{wording.watts(budget_w)} available" if budget_w is not None else None
-    return Context(phrase, available, sharing, rule)
+    if available is not None and limit is not None:
+        available += f" under the {limit}"
+    return Context(phrase, available, sharing, rule, limit)
+
+
+def minimum_only(watts: float, amps: int, limit: str, context: Context) -> str:
+    """A site limit and a stale grid meter: the house is unknown, so nobody rises above its minimum."""
+    return f"charging at {amps} A ({wording.watts(watts)}), its minimum: {limit}; {context.phrase}."
 
 
 def charging(
@@ -105,10 +113,14 @@ def charging(
     context: Context,
     *,
     slot: tuple[str, Phase, float, bool] | None,
+    in_band: bool = False,
 ) -> str:
-    """`slot` is the circuit slot that stopped it rising: (circuit, phase, limit, held back for a slow car)."""
+    """`slot` is the circuit slot that stopped it rising: (circuit, phase, limit, held back for a slow car);
+    `in_band`: the offer was kept because its new share is within the dead band around it."""
     available = context.available
-    if share.bound == "max" or watts >= point.max_power_w:
+    if in_band and available is not None:
+        why = f": kept, {available} is within the dead band around it"
+    elif share.bound == "max" or watts >= point.max_power_w:
         why = ": its maximum"
     elif share.bound == "circuit" and slot is not None:
         circuit_id, phase, limit, transient = slot

@@ -1,11 +1,11 @@
-"""An Allocation as the contract's payloads: `allocator/state` and one Setpoint per EVSE (contract §6)."""
+"""An Allocation as the contract's payloads: `allocator/state` and one Setpoint per EVSE (docs/contract.md §6)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from chargebus.schema import AllocatorState, ChargePointState, CircuitState, Mode, Override, Setpoint
+from chargebus.schema import AllocatorState, ChargePointState, CircuitState, Mode, Override, Setpoint, SiteState
 
 from chargebus_allocator.model import Allocation, PointMode, PointResult
 
@@ -30,6 +30,7 @@ def allocator_state(
     computed_at: datetime,
     compute_ms: float,
     overrides: Sequence[Override] = (),
+    site: SiteState | None = None,
 ) -> AllocatorState:
     until = allocation.charge_now_until
     return AllocatorState(
@@ -49,6 +50,7 @@ def allocator_state(
             )
             for circuit in allocation.circuits
         ],
+        site=site,
         computed_at=computed_at,
         compute_ms=max(0.0, compute_ms),
     )

@@ -23,7 +23,7 @@ from chargebus.schema import CommandEnvelope, PayloadError, decode_json, parse_c
 from chargebus.statefile import read_json_if_present, write_json
 
 from chargebus_allocator import commands, overrides, schedules, statefile
-from chargebus_allocator.discovery import HaSync
+from chargebus_allocator.discovery import Features, HaSync
 from chargebus_allocator.engine import Engine, Notice, Round
 
 log = logging.getLogger("chargebus.allocator")
@@ -49,7 +49,11 @@ class Allocator:
         self.engine = Engine(config, self.topics, self.clock.time(), loaded)
         self.dirty = asyncio.Event()
         discovery = Discovery(service, enabled=config.mqtt.ha_discovery, ha_prefix=config.mqtt.ha_prefix)
-        self.ha = HaSync(discovery, self.topics)
+        allocator = config.allocator
+        features = Features(
+            battery=allocator.battery_meter is not None, import_average=allocator.import_average.limit_w > 0
+        )
+        self.ha = HaSync(discovery, self.topics, features)
         self.rounds = 0
         self.inflight: set[asyncio.Task[None]] = set()
         self.saving = asyncio.Lock()
@@ -78,6 +82,7 @@ class Allocator:
         service.on_command(topics.filter("vehicle_priority_set"), self._on_vehicle_priority)
         service.on_command(topics.filter("allocator_schedules_set"), self._on_schedules)
         service.on_command(topics.filter("allocator_schedules_enabled_set"), self._on_schedules_enabled)
+        service.on_command(topics.filter("allocator_grid_limit_set"), self._on_grid_limit)
         service.on_raw_command(topics.filter("allocator_vins_set"), self._on_vins)
         service.on_message(topics.filter("status"), self._on_status)
         service.on_connect(self._on_connect)
@@ -101,7 +106,7 @@ class Allocator:
     async def _on_evse_state(self, message: Incoming) -> None:
         evse_id = message.parsed.ids["evse_id"] if message.parsed is not None else ""
         commands.evse(evse_id)
-        if self.engine.evse_state(evse_id, message.payload):
+        if self.engine.evse_state(evse_id, message.payload, self.clock.time()):
             self._changed()
 
     async def _on_vehicle_state(self, message: Incoming) -> None:
@@ -170,6 +175,11 @@ class Allocator:
         _check_size(message)
         await self._override(overrides.SCHEDULES_ENABLED, commands.schedules_enabled(command.value))
 
+    async def _on_grid_limit(self, message: Incoming, command: CommandEnvelope) -> None:
+        _check_size(message)
+        value = commands.grid_limit(command.value)
+        await self._override(overrides.GRID_LIMIT, value, shown=f"{value:g} W" if value is not None else None)
+
     async def _on_vins(self, message: Incoming) -> None:
         """`{"allow": [...], "deny": [...]}` as the whole payload, or in the usual envelope, or `default`."""
         _check_size(message)
@@ -227,6 +237,10 @@ class Allocator:
         must not wait for the PUBACKs of the last one (the broker may hold the second one back for its delayed ACK).
         """
         service = self.service
+        if result.battery_hold is not None:
+            # Before the setpoints: the battery is told to stop discharging in the same round the car is told to go.
+            payload = b"true" if result.battery_hold else b"false"
+            self._send(service.publish_retained(self.topics.build("allocator_battery_hold"), payload))
         for setpoint in result.setpoints:
             self._send(service.publish_retained(self.topics.evse_setpoint(setpoint.evse_id), setpoint))
         for evse_id in self.engine.removed_evses():
@@ -277,7 +291,8 @@ def _topic_id(message: Incoming, name: str) -> str:
 
 
 def _vins_command(payload: bytes) -> CommandEnvelope:
-    """The lists may come bare (`{"allow": [...]}`, as contract §5 shows them) or as the envelope's value (§3)."""
+    """The lists may come bare (`{"allow": [...]}`, as docs/contract.md §5 shows them) or as the envelope's value
+    (docs/contract.md §3)."""
     try:
         data = decode_json(payload)
     except PayloadError:

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 
 from chargebus.config import AllocatorServiceConfig
-from chargebus.runner import run_service
+from chargebus.runner import ServiceEntry
 
 from chargebus_allocator.runtime import SERVICE, setup
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    return run_service(SERVICE, AllocatorServiceConfig, setup, argv)
+#: The service's `main()` (its own process) and what `chargebus run` starts in one process with others.
+main = ServiceEntry(SERVICE, AllocatorServiceConfig, setup)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""One validated HistoryRequest -> the `data` of its answer (contract §6), read from the store.
+"""One validated HistoryRequest -> the `data` of its answer (docs/contract.md §6), read from the store.
 
 Runs on the query worker. An id that never appeared is refused (`UnknownSubjectError`) instead of answered with
 an empty series, so a misspelt VIN does not read as "nothing charged". Long `energy` ranges are read a month at a

@@ -1,4 +1,4 @@
-"""The `data` of a HistoryRequest answer (contract §6), from a reconstructed series. Pure."""
+"""The `data` of a HistoryRequest answer (docs/contract.md §6), from a reconstructed series. Pure."""
 
 from __future__ import annotations
 

@@ -88,7 +88,7 @@ class SampleBuffer:
 
 def owner_of(record: EvseRecord | VehicleRecord) -> str:
     """The bridge that publishes a state: RS-485 (Gen2 TWC) states come from the twc-bridge, the rest from the
-    tesla-bridge (contract §1, §6 `source`)."""
+    tesla-bridge (docs/contract.md §1, §6 `source`)."""
     if isinstance(record, EvseRecord) and record.raw.get("source") == "rs485":
         return TWC_BRIDGE
     return TESLA_BRIDGE

@@ -3,7 +3,7 @@
 A `[[meters]]` entry names any MQTT topic: a plain number, a PowerReading, or a device's own JSON object with the
 power at `json_path` (dotted keys, list indices as numbers: `emeters.0.power`). `scale` turns the value into W,
 `invert` flips the sign for sources that report export as positive. A meter name without an entry is read from
-`<p>/power/<name>` as a number or PowerReading (contract §2, §6).
+`<p>/power/<name>` as a number or PowerReading (docs/contract.md §2, §6).
 """
 
 from __future__ import annotations

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chargebus_history import tables
+from chargebus_history.engine import AsyncEngine
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""HistoryRequest answers: read the rows a request needs, reconstruct, shape (contract §6 `data`).
+"""HistoryRequest answers: read the rows a request needs, reconstruct, shape (docs/contract.md §6 `data`).
 
 The only I/O is reading the store; every rule lives in the pure modules. `now` comes from the injected clock.
 """

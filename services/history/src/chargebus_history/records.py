@@ -1,6 +1,6 @@
 """What the history stores: one record per received state, with the numbers it reasons on plus the raw JSON.
 
-Records are built from payload dicts with the contract §6 field names (a validated `chargebus.schema` model's
+Records are built from payload dicts with the docs/contract.md §6 field names (a validated `chargebus.schema` model's
 `model_dump(mode="json")`), so storage does not depend on the models' Python shape. `ts` is when the recorder
 observed the state (epoch seconds from the injected clock); the payload's own `updated_at` is kept as
 `source_ts`. Reconstruction runs on observation time because "we were listening and nothing changed" is only

@@ -1,4 +1,4 @@
-"""`<p>/history/request` (contract §5, §6): where to answer, whether a request is acceptable. Pure.
+"""`<p>/history/request` (docs/contract.md §5, §6): where to answer, whether a request is acceptable. Pure.
 
 The answer goes to the MQTT 5 Response Topic when the message carries one (with its Correlation Data echoed),
 else to the payload's `response_topic`. The reply address and the `transaction` are read leniently first, so that
@@ -62,8 +62,8 @@ def topic_problem(topic: str, reserved: frozenset[str], reserved_prefix: str) ->
     if not topic:
         return "response topic is empty"
     if any(c in topic for c in "+#") or any(_refused_in_topics(c) for c in topic):
-        # Wildcards cannot be published to; and (MQTT §1.5.4) brokers such as mosquitto drop a client that
-        # publishes to a topic with NUL, a control character or a Unicode non-character.
+        # Wildcards cannot be published to; and (MQTT 5 spec, section 1.5.4) brokers such as mosquitto drop a client
+        # that publishes to a topic with NUL, a control character or a Unicode non-character.
         return f"response topic {topic[:80]!r} contains a wildcard, a control character or a non-character"
     if topic.startswith("$"):
         return f"response topic {topic[:80]!r} is a broker topic"

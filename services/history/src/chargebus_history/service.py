@@ -19,14 +19,13 @@ import logging
 import re
 import sys
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from chargebus.config import HistoryServiceConfig
 from chargebus.ha import Discovery, availability, device_ref, entity, evse_device_id, vehicle_device_id
 from chargebus.mqtt import Backoff, Incoming, Service
-from chargebus.runner import run_service
+from chargebus.runner import ServiceEntry
 from chargebus.schema import (
     EvseState,
     HistoryRequest,
@@ -79,7 +78,7 @@ class RuntimeOptions:
 
 
 def energy_topic(prefix: str, subject_id: str) -> str:
-    """`<p>/history/energy/<evse_id|vin>` (this service's addition to contract §5; see the README)."""
+    """`<p>/history/energy/<evse_id|vin>` (this service's addition to docs/contract.md §5; see the README)."""
     return f"{prefix}/history/energy/{subject_id}"
 
 
@@ -203,7 +202,7 @@ class HistoryRuntime:
             return  # a [[meters]] entry names this topic: on_meter reads it with the entry's rules
         name = message.parsed.ids.get("meter") if message.parsed else None
         if name is None or name in self.meter_names:
-            return  # a configured meter of this name is read from its own topic (contract §2)
+            return  # a configured meter of this name is read from its own topic (docs/contract.md §2)
         if not METER_NAME.fullmatch(name):
             raise PayloadError(f"meter name {name[:80]!r} is not 1-64 characters of A-Z a-z 0-9 _ . -")
         await self.ingest(read_meter(MeterSource(name, message.topic), message.payload, self.service.clock.time()))
@@ -289,8 +288,12 @@ class HistoryRuntime:
         await self.service.report_error(self.database_topic, None, text)
 
     async def shutdown(self) -> None:
-        for task in list(self.tasks):
+        tasks = list(self.tasks)
+        for task in tasks:
             task.cancel()
+        # Let them unwind before the store closes: a task cancelled inside a query still closes its connection on
+        # the way out, and a close still in flight when the event loop ends is a traceback from aiosqlite's thread.
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self.store is not None:
             if len(self.buffer):
                 with contextlib.suppress(Exception):
@@ -473,7 +476,13 @@ async def build(
     runtime = HistoryRuntime(service, config, options or RuntimeOptions())
     runtime.register()
     runtime.worker.start()
-    await runtime.open_at_start()
+    try:
+        await runtime.open_at_start()
+    except BaseException:
+        # nothing will run the recorder's shutdown: the query thread must not outlive this attempt (`chargebus run`
+        # starts the service again in the same process)
+        await asyncio.to_thread(runtime.worker.stop)
+        raise
     return runtime
 
 
@@ -481,8 +490,8 @@ async def setup(service: Service, config: HistoryServiceConfig) -> None:
     await build(service, config)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return run_service(NAME, HistoryServiceConfig, setup, argv)
+#: The service's `main()` (its own process) and what `chargebus run` starts in one process with others.
+main = ServiceEntry(NAME, HistoryServiceConfig, setup)
 
 
 if __name__ == "__main__":

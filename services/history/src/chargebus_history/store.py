@@ -12,10 +12,10 @@ from typing import Any, Self
 
 from sqlalchemy import Table, delete, func, insert, or_, select, union, update
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from chargebus_history.database import SQLITE_BUSY_TIMEOUT_MS, create_engine
+from chargebus_history.engine import AsyncEngine
 from chargebus_history.merge import car_evse_id
 from chargebus_history.migrations import current_version, migrate
 from chargebus_history.records import EvseRecord, MeterRecord, Record, VehicleRecord

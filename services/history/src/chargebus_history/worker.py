@@ -23,7 +23,9 @@ log = logging.getLogger("chargebus.history")
 
 T = TypeVar("T")
 Job = Callable[[HistoryStore], Awaitable[T]]
-STOP_TIMEOUT_S = 2.0
+STOP_TIMEOUT_S = 5.0
+#: On stop, a running job gets this long to finish before it is cancelled.
+JOB_GRACE_S = 1.0
 
 
 class WorkerBusyError(RuntimeError):
@@ -88,6 +90,15 @@ class QueryWorker:
             return
 
         async def close() -> None:
+            # A job still running (the first one may be opening the store) has aiosqlite's thread working for it:
+            # closing the loop under it would make that thread's answer a traceback. Let it finish, or cancel it.
+            current = asyncio.current_task()
+            jobs = [task for task in asyncio.all_tasks() if task is not current]
+            if jobs:
+                _, late = await asyncio.wait(jobs, timeout=JOB_GRACE_S)
+                for task in late:
+                    task.cancel()
+                await asyncio.gather(*late, return_exceptions=True)
             if self._store is not None:
                 await self._store.close()
                 self._store = None

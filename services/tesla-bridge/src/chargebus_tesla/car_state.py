@@ -127,7 +127,8 @@ class CarState:
 
     @property
     def basis(self) -> Basis:
-        """The car's own report when plausible, else its last plausible one, else the configured one (§6)."""
+        """The car's own report when plausible, else its last plausible one, else the configured one
+        (docs/contract.md §6.1)."""
         return self._basis
 
     def _at_home(self, report: CarReport) -> bool | None:

@@ -177,16 +177,18 @@ class FleetClient:
         )
         # BLE proxies: the timeouts are simulated seconds, waited in real time (÷ the clock's scale, if any).
         self._time_scale = time_scale if time_scale is not None else float(getattr(clock, "scale", 1.0))
-        self._ble_http = httpx.AsyncClient(timeout=timeout_s)
         locks: dict[str, asyncio.Lock] = {}
         self._ble: dict[str, BleLink] = {
             vin: BleLink(vin, settings, locks.setdefault(settings.url, asyncio.Lock()))
             for vin, settings in (ble_proxies or {}).items()
         }
+        # an HTTP client costs about 1 MB (its TLS context): only with a car behind a BLE proxy
+        self._ble_http = httpx.AsyncClient(timeout=timeout_s) if self._ble else None
         self._via: dict[str, Via] = {}
 
     async def aclose(self) -> None:
-        await self._ble_http.aclose()
+        if self._ble_http is not None:
+            await self._ble_http.aclose()
         await self._data_http.aclose()
         if self._command_http is not self._data_http:
             await self._command_http.aclose()
@@ -398,6 +400,7 @@ class FleetClient:
         """
         url = link.settings.url + path
         timeout_s = link.settings.timeout_s
+        assert self._ble_http is not None  # a link exists only with a BLE proxy configured
         async with link.lock:
             try:
                 real_timeout_s = timeout_s / self._time_scale

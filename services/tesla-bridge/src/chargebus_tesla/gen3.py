@@ -1,7 +1,7 @@
 """Gen3 Wall Connectors over their local HTTP API: one read-only `twc3-<name>` EVSE per `[[tesla.wall_connectors]]`.
 
 Entry point: `register_wall_connectors(service, config)` adds one supervised poller task per unit and subscribes to
-the retained VehicleState of every car whose `wall_connector` names that unit (contract §7: the unit carries the
+the retained VehicleState of every car whose `wall_connector` names that unit (docs/contract.md §7: the unit carries the
 car's VIN while the car reports being plugged in at home). Decisions live in `gen3_state` (pure); this module only
 moves bytes: HTTP in, MQTT out.
 

@@ -1,6 +1,6 @@
 """Gen3 Wall Connector readings → EvseState, and the per-unit bookkeeping of the poller. Pure: no I/O, no asyncio.
 
-Electrical rules (contract §3, §6):
+Electrical rules (docs/contract.md §3, §6):
 
 - A phase is *active* when its current is above `ACTIVE_CURRENT_A` (an idle unit reads a few tenths of an amp of
   noise). `phases` = the number of active phases, 1 when none.
@@ -8,7 +8,7 @@ Electrical rules (contract §3, §6):
   (90–260 V phase-to-neutral, line-to-line readings above 300 V divided by √3) count, else `grid_v`.
 - A US split-phase unit either reports its 240 V load on one phase (the usual firmware: `currentB_a` with
   `voltageB_v` ≈ 240 V) or on two legs of ≈ 120 V each; both come out as `voltage_v` ≈ 240, `phases` = 1, as
-  contract §3 wants. Two active phases at ≈ 230 V each are a real 2-phase car (some European cars charge so).
+  docs/contract.md §3 wants. Two active phases at ≈ 230 V each are a real 2-phase car (some European cars charge so).
 - `power_w` = Σ V × I over the active phases; `current_a` = the highest phase current (0 below the noise floor).
 """
 
@@ -200,7 +200,7 @@ def _non_negative(value: float | None) -> float | None:
 def pick_vin(
     vehicles: Mapping[str, VehicleState], *, unit_connected: bool | None, unit_charging: bool | None = None
 ) -> str | None:
-    """The VIN of the car on this unit (contract §7), from the cars configured to charge at it.
+    """The VIN of the car on this unit (docs/contract.md §7), from the cars configured to charge at it.
 
     A car counts while it reports being plugged in at home. A car whose home is unknown (`at_home` null) counts
     only while the unit itself sees a vehicle; nothing counts while the unit says no vehicle is connected. When

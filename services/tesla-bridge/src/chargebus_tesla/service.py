@@ -1,15 +1,17 @@
-"""`chargebus-tesla-bridge`: Tesla cars as `car-<VIN>` EVSEs, from TeslaMate and the Fleet API (contract §5-§6)."""
+"""`chargebus-tesla-bridge`: Tesla cars as `car-<VIN>` EVSEs, from TeslaMate and the Fleet API.
+
+Topics and payloads: docs/contract.md §5–§6.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Sequence
 
 from chargebus.config import TeslaBridgeConfig
 from chargebus.ha import Discovery
 from chargebus.mqtt import Service
-from chargebus.runner import run_service
+from chargebus.runner import ServiceEntry
 
 from chargebus_tesla.bridge import OVERRIDES_FILE, SERVICE_NAME, TeslaBridge
 from chargebus_tesla.fleet import fleet_client_from_config
@@ -32,7 +34,7 @@ async def setup(service: Service, config: TeslaBridgeConfig, *, run_loops: bool 
     await bridge.publish_initial()
 
     # Gen3 Wall Connectors: read-only `twc3-<name>` EVSEs from the local API, carrying the VIN of the car that
-    # names them while it reports being plugged in at home (contract §7; read from its retained VehicleState).
+    # names them while it reports being plugged in at home (docs/contract.md §7; read from its retained VehicleState).
     register_wall_connectors(service, config)
 
     log.info(
@@ -47,8 +49,8 @@ async def _setup(service: Service, config: TeslaBridgeConfig) -> None:
     await setup(service, config)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return run_service(SERVICE_NAME, TeslaBridgeConfig, _setup, argv)
+#: The service's `main()` (its own process) and what `chargebus run` starts in one process with others.
+main = ServiceEntry(SERVICE_NAME, TeslaBridgeConfig, _setup)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from chargebus_twc.slaves import SlaveEvent
 log = logging.getLogger("chargebus_twc.bus")
 
 BAUD_RATE = 9600
-#: A partial frame older than this is noise (notes §2.5).
+#: A partial frame older than this is noise (docs/twc-gen2-protocol.md §2.5).
 PARTIAL_FRAME_TIMEOUT_S = 2.0
 EXPIRE_PERIOD_S = 1.0
 READ_SIZE = 4096

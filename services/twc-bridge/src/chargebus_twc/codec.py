@@ -1,12 +1,12 @@
-"""TWC Gen2 RS-485 frames: SLIP-style framing, checksum and typed messages (protocol notes §2 and §4).
+"""TWC Gen2 RS-485 frames: SLIP-style framing, checksum and typed messages (docs/twc-gen2-protocol.md §2 and §4).
 
 Words used throughout the package:
 
 * a *message* is the logical bytes — class byte (FB/FC/FD), function byte, IDs, payload — without the checksum;
 * a *frame* is what travels on the wire: message + checksum, escaped, between two C0 delimiters.
 
-Frame lengths (`FRAME_LENGTHS`) count the unescaped message plus its checksum, as the protocol notes do. Every
-typed message keeps the bytes after its known fields as `tail` (zero padding on a healthy bus), so any frame of a
+Frame lengths (`FRAME_LENGTHS`) count the unescaped message plus its checksum, as docs/twc-gen2-protocol.md §2.4 does.
+Every typed message keeps the bytes after its known fields as `tail` (zero padding on a healthy bus), so any frame of a
 known kind re-encodes byte for byte; anything else decodes as `UnknownMessage`, never as an exception.
 """
 
@@ -23,7 +23,7 @@ ESC_END = 0xDC
 ESC_ESC = 0xDD
 
 #: 14 = protocol 1, 16 = protocol 2, 20 = the newest firmware's energy reply, 15 = the short requests other
-#: masters send (notes §2.4). Anything else between two delimiters is noise.
+#: masters send (docs/twc-gen2-protocol.md §2.4). Anything else between two delimiters is noise.
 FRAME_LENGTHS = frozenset({14, 15, 16, 20})
 PROTOCOL_FRAME_LENGTH = {1: 14, 2: 16}
 
@@ -34,7 +34,7 @@ MAX_U16 = 0xFFFF
 
 
 def checksum(message: bytes) -> int:
-    """Sum of every byte after the class byte, modulo 256 (notes §2.2)."""
+    """Sum of every byte after the class byte, modulo 256 (docs/twc-gen2-protocol.md §2.2)."""
     return sum(message[1:]) & 0xFF
 
 
@@ -108,7 +108,7 @@ class FrameDecoder:
         return messages
 
     def reset(self) -> None:
-        """Forget a partial frame, e.g. after a silence on the line (notes §2.5: 2 s)."""
+        """Forget a partial frame, e.g. after a silence on the line (docs/twc-gen2-protocol.md §2.5: 2 s)."""
         self._raw = None
 
 
@@ -328,7 +328,7 @@ class StartCharging(_AddressedRequest):
 
 @dataclass(frozen=True, slots=True)
 class StopCharging(_AddressedRequest):
-    """FC B2: open the relay of one slave; a Tesla on CAN then needs a re-plug (notes §4.7)."""
+    """FC B2: open the relay of one slave; a Tesla on CAN then needs a re-plug (docs/twc-gen2-protocol.md §4.7)."""
 
     CODE: ClassVar[bytes] = b"\xfc\xb2"
 

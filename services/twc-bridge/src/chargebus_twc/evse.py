@@ -1,4 +1,4 @@
-"""A slave as the contract's EvseState (§6), and when to publish it. Pure: times are passed in.
+"""A slave as the contract's EvseState (docs/contract.md §6), and when to publish it. Pure: times are passed in.
 
 Each slave is the charge point `twc-<id>`. Its electrical basis is the `[twc]` phases and, per phase, the voltage
 the TWC reports in its energy answer (FD EB), else the nominal `voltage_v`. Its power limits are whole amps at that
@@ -22,9 +22,10 @@ from chargebus_twc.slaves import Slave
 STALE_AFTER_S = 6.0
 #: Publish at least this often while online, so `updated_at` shows the data is alive.
 KEEPALIVE_S = 10.0
-#: An idle TWC reports about 0.25 A, a calibration offset (notes §4.2): below this the draw is taken as 0.
+#: An idle TWC reports about 0.25 A, a calibration offset (docs/twc-gen2-protocol.md §4.2): below this the draw is
+#: taken as 0.
 NOISE_FLOOR_A = 0.5
-#: A car draws at least this while it charges (notes §4.6 uses the same 1 A threshold).
+#: A car draws at least this while it charges (docs/twc-gen2-protocol.md §4.6 uses the same 1 A threshold).
 CHARGING_A = 1.0
 
 STATE_TEXT = {
@@ -47,7 +48,7 @@ def evse_id_of(slave_id: int) -> str:
 
 
 def slave_id_of(evse_id: str) -> int | None:
-    """The bus ID of `twc-<id>` (4 lower-case hex digits, contract §4), else None."""
+    """The bus ID of `twc-<id>` (4 lower-case hex digits, docs/contract.md §4), else None."""
     if not evse_id.startswith("twc-") or evse_id[4:] != evse_id[4:].lower():
         return None
     try:

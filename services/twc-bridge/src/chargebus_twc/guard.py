@@ -4,10 +4,11 @@ Whatever builds a message — the scheduler today, a debug tool tomorrow — eve
 `WriteGate.frame()`. It refuses:
 
 * anything at all in listen mode (a listener must never disturb a real master's bus);
-* the commands known to damage a TWC (protocol notes §4.8): FC 19 and FC 1A may disable it for good, FB E8 may
-  crash it;
+* the commands known to damage a TWC (docs/twc-gen2-protocol.md §4.8): FC 19 and FC 1A may disable it for good,
+  FB E8 may crash it;
 * error commands (heartbeat command 02, and any 02 function code): some bitmaps need a power cycle to clear;
-* a heartbeat limit above 80 A, the largest Gen2 rating — a slave obeys even 655.35 A (notes §4.2, Q10);
+* a heartbeat limit above 80 A, the largest Gen2 rating — a slave obeys even 655.35 A
+  (docs/twc-gen2-protocol.md §4.2, §7);
 * a message whose length no TWC would accept.
 """
 

@@ -1,4 +1,4 @@
-"""Setpoint watts → the amps offered to each slave (contract §6 and §9). Pure.
+"""Setpoint watts → the amps offered to each slave (docs/contract.md §6 and §9). Pure.
 
 The offer never exceeds min(wiring limit, the unit's advertised maximum, the max_current override, the setpoint's
 amps) — there is no "spike" above the setpoint to make a car ramp — and the offers on one bus never add up to more
@@ -15,7 +15,7 @@ from chargebus.config import GEN2_MAX_AMPS, TwcConfig
 from chargebus.schema import Setpoint
 from chargebus.units import clamp_offer, offer_amps
 
-#: A slave's own floor by protocol version (notes §6.2, Q2).
+#: A slave's own floor by protocol version (docs/twc-gen2-protocol.md §6, §7).
 PROTOCOL_MIN_AMPS = {1: 5, 2: 6}
 
 COMMAND_NO_CHANGE = 0x00
@@ -48,7 +48,7 @@ def rating_problem(wiring_max_amps: int, advertised_max_amps: float) -> str | No
     """Run-time check when a slave links: a unit rated below the wiring limit is driven at its rating.
 
     Only the largest Gen2 rating is known before the bus is up, so this is reported once on `…/error` and the
-    service keeps running (contract §2), rather than refusing to start.
+    service keeps running (docs/contract.md §2), rather than refusing to start.
     """
     if advertised_max_amps < wiring_max_amps:
         return (
@@ -113,7 +113,7 @@ def failsafe_offer(failsafe_amps: int, bus_max_amps: int, slave_count: int, min_
 
 
 def cut_to_bus(wanted: Mapping[int, int], minimums: Mapping[int, int], bus_max_amps: int) -> dict[int, int]:
-    """Cut wanted offers so they add up to at most `bus_max_amps` (contract §9).
+    """Cut wanted offers so they add up to at most `bus_max_amps` (docs/contract.md §9).
 
     While a proportional cut would push an offer below its minimum, the smallest such wanted offer goes to 0
     (ties: lowest ID); the others are then cut proportionally in whole amps, and the amps lost to flooring go back
@@ -180,9 +180,11 @@ def stage_offers(
 
     Heartbeats go out one slave after another, so moving amps from one slave to another would briefly let both
     draw the higher value. `committed` is what each slave may be drawing already (the higher of our last offer and
-    the limit it reports). A decrease goes out at once; an increase only as far as the bus cap minus the others'
-    committed amps allows — the rest follows once their decreases are on the wire. An increase that cannot reach
-    the slave's minimum keeps the current offer, and nothing is ever 1–4 A.
+    the limit it reports). A decrease goes out at once. An increase goes out once the bus cap minus the others'
+    committed amps has room for it; while others' decreases are still on their way it waits for them, so a car sees
+    one change (0 → 20 A a heartbeat later) rather than two (0 → 8 → 20 A). With nothing on its way it goes as far
+    as the room allows. An increase that cannot reach the slave's minimum keeps the current offer, and nothing is
+    ever 1–4 A.
     """
     staged: dict[int, int] = {}
     for slave_id, amps in planned.items():
@@ -192,6 +194,9 @@ def stage_offers(
             continue
         others = sum(drawn for other, drawn in committed.items() if other != slave_id)
         room = min(amps, bus_max_amps - others)
+        freeing = any(committed[o] > planned[o] for o in committed if o != slave_id and o in planned)
+        if room < amps and freeing:
+            room = current  # wait for the decreases on their way: one change instead of two
         offer = max(room if room >= minimums[slave_id] else 0, current)
         staged[slave_id] = offer if offer >= minimums[slave_id] else 0
     return staged
@@ -201,8 +206,8 @@ def heartbeat_command(offer: int, protocol: int, reported_limit_centiamps: int |
     """(command, limit in 0.01 A) of the next master heartbeat.
 
     "No change" (00) only when the slave already applies a non-zero offer; 0 A is always sent explicitly, because
-    an all-zero heartbeat at 0 A made slaves click their relay every second (notes Q5). Protocol 2 slaves ignore
-    05 once charging, so they get 09.
+    an all-zero heartbeat at 0 A made slaves click their relay every second (docs/twc-gen2-protocol.md §7). Protocol
+    2 slaves ignore 05 once charging, so they get 09.
     """
     limit = offer * 100
     if offer == HOLD_OFFER or (offer > 0 and reported_limit_centiamps == limit):

@@ -1,6 +1,6 @@
 """The `max_current` override of each TWC: the command's value (pure) and the state file that keeps it.
 
-`<p>/evse/twc-<id>/max_current/set` is owned by this bridge (contract §5). A value is whole amps from 0 to the
+`<p>/evse/twc-<id>/max_current/set` is owned by this bridge (docs/contract.md §5). A value is whole amps from 0 to the
 wiring limit — 0 stops charging, 1 to `min_amps − 1` is refused, because such an offer would be 0 anyway and
 silently turning it into 0 would surprise — or `default`, which removes the override. Overrides survive restarts in
 `<state_dir>/twc-bridge.json`, written atomically (temporary file, fsync, rename).

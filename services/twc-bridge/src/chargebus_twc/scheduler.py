@@ -1,7 +1,7 @@
 """Which message goes on the bus next. Pure: the clock is passed in, the caller does the I/O.
 
 One scheduler serialises every transmission — the predecessor polled energy and VINs from a background thread, and
-those frames collided with heartbeats (notes §11.7). In order of priority:
+those frames collided with heartbeats (docs/twc-gen2-protocol.md §9). In order of priority:
 
 1. the start-up linkready burst: 5 × FC E1, then 5 × FB E2, 100 ms apart (repeated after an ID conflict);
 2. heartbeats, round robin, each slave at most once per `heartbeat_period_s`, each followed by a reply window that

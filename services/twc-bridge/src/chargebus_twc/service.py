@@ -1,7 +1,7 @@
 """twc-bridge: Gen2 TWCs on RS-485 as chargebus charge points on MQTT.
 
 The serial task (`bus.py`) drives or listens to the bus; this module connects it to MQTT: one retained EvseState
-per slave, setpoints in, the `max_current` override command (owned here, contract §5), Home Assistant discovery
+per slave, setpoints in, the `max_current` override command (owned here, docs/contract.md §5), Home Assistant discovery
 and error reports. The decisions live in the pure modules (`offer.py`, `evse.py`, `overrides.py`, …).
 """
 
@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
 
 from chargebus.config import TwcBridgeConfig
 from chargebus.ha import Discovery
 from chargebus.mqtt import Incoming, Service
-from chargebus.runner import run_service
+from chargebus.runner import ServiceEntry
 from chargebus.schema import CommandEnvelope, EvseState, PayloadError, Setpoint, parse_for_topic
 from chargebus.topics import TWC_BRIDGE, ParsedTopic, owning_bridge
 
@@ -338,8 +337,8 @@ def _owns_twc_evse(parsed: ParsedTopic) -> bool:
     return owning_bridge(parsed.ids.get("evse_id", "")) == TWC_BRIDGE
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    return run_service(NAME, TwcBridgeConfig, setup, argv)
+#: The service's `main()` (its own process) and what `chargebus run` starts in one process with others.
+main = ServiceEntry(NAME, TwcBridgeConfig, setup)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """What the bridge knows about each slave, learnt only from received frames. Pure (the clock is passed in).
 
 A slave becomes known by its linkready (FD E2), or — in listen mode, where a real master linked it long ago — by
-its first heartbeat. At most three are driven (the TWC's own limit, notes §1); a fourth is reported, not added.
+its first heartbeat. At most three are driven (the TWC's own limit, docs/twc-gen2-protocol.md §1); a fourth is
+reported, not added.
 A slave silent for 26 s is forgotten and must link again.
 """
 
@@ -26,12 +27,13 @@ from chargebus_twc.codec import (
 
 MAX_SLAVES = 3
 SLAVE_TIMEOUT_S = 26.0
-#: State 00 ("ready") is also seen with a car plugged in for a moment (notes §4.4); only a lasting 00 is an unplug.
+#: State 00 ("ready") is also seen with a car plugged in for a moment (docs/twc-gen2-protocol.md §4.4); only a
+#: lasting 00 is an unplug.
 UNPLUG_AFTER_S = 10.0
 
 STATE_READY = 0x00
-#: States that only occur with a car on the cable (notes §4.4): charging, do-not-charge, ready, starting, and the
-#: protocol 2 adjustment echoes. 02 (error), 05 (busy) and unknown codes say nothing about the cable.
+#: States that only occur with a car on the cable (docs/twc-gen2-protocol.md §4.4): charging, do-not-charge, ready,
+#: starting, and the protocol 2 adjustment echoes. 02 (error), 05 (busy) and unknown codes say nothing about the cable.
 PLUGGED_STATES = frozenset({0x01, 0x03, 0x04, 0x06, 0x07, 0x08, 0x09, 0x0A})
 _VIN_RE = re.compile(VIN_PATTERN)
 
@@ -104,7 +106,8 @@ class SlaveLost:
 
 @dataclass(frozen=True, slots=True)
 class IdConflict:
-    """A slave announced our own master ID; linkready must be repeated so it picks a new one (notes §3)."""
+    """A slave announced our own master ID; linkready must be repeated so it picks a new one
+    (docs/twc-gen2-protocol.md §3)."""
 
     slave_id: int
 
@@ -255,7 +258,7 @@ class SlaveRegistry:
             was_plugged = slave.plugged_in is True
             slave.plugged_in = False
             slave.plugged_in_at = None
-            # Contract §6: the VIN is kept until the car is unplugged (or another VIN is read).
+            # docs/contract.md §6: the VIN is kept until the car is unplugged (or another VIN is read).
             slave.vin = None
             slave.vin_check_digit_ok = None
             slave.vin_parts.clear()

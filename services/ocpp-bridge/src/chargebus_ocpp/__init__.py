@@ -1,0 +1,1 @@
+"""chargebus ocpp-bridge: OCPP charge points as EVSEs."""
