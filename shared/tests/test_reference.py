@@ -65,7 +65,7 @@ def test_payload_rows_say_type_presence_and_limits() -> None:
     assert rows["`evse_id`"][3].endswith(r"twc3-&lt;name&gt; \| ocpp-&lt;name&gt;[-&lt;connector&gt;]")  # no HTML tags
     assert rows["`vin`"][1:3] == ["string or null", "may be omitted (null)"]
     assert rows["`phases`"][3] == "≥ 1, ≤ 3"
-    assert rows["`kind`"][1] == r"`twc2` \| `vehicle` \| `twc3`"
+    assert rows["`kind`"][1] == r"`twc2` \| `vehicle` \| `twc3` \| `ocpp`"
     assert rows["`updated_at`"][1] == "time"
     assert len(rows) == len(EvseState.model_fields) + 1  # + the header
 

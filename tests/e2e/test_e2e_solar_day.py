@@ -114,8 +114,13 @@ def changes_of_charge(stack: Stack) -> list[float]:
     return moments
 
 
+#: The most an offer kept against a fall may exceed the budget by (docs/closed-loop-control.md §3).
+DEAD_BAND_W = 100.0
+
+
 def within_budget(states: Sequence[tuple[Arrival, dict[str, Any]]]) -> list[str]:
-    """Solar-mode states whose allocations exceed the budget (a stopping charge point's held minimum aside)."""
+    """Solar-mode states whose allocations exceed the budget (a stopping charge point's held minimum aside, and the
+    dead band)."""
     wrong = []
     for _, state in states:
         groups = state.get("groups") or []
@@ -124,7 +129,8 @@ def within_budget(states: Sequence[tuple[Arrival, dict[str, Any]]]) -> list[str]
         if any(group["state"] == "stopping" for group in groups):
             continue
         total = sum(float(group["allocated_w"]) for group in groups)
-        if total > float(state["available_w"]) + 1.0:
+        # An offer kept against a fall may exceed the budget by the dead band (docs/closed-loop-control.md §3).
+        if total > float(state["available_w"]) + DEAD_BAND_W + 1.0:
             wrong.append(f"allocated {total:.0f} W > available {state['available_w']:.0f} W")
     return wrong
 

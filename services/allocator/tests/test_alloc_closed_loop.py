@@ -27,6 +27,7 @@ from services.allocator.tests.alloc_builders import (
     make_engine,
     point,
     run,
+    watts,
 )
 
 A, B = "twc-000a", "twc-000b"
@@ -143,6 +144,51 @@ def test_the_dead_band_never_keeps_an_offer_a_circuit_has_no_room_for() -> None:
     assert "dead band" not in by_id(allocation)[A].reason
 
 
+CAR = "car-5YJ3E1EA8KF000001"
+
+
+def _car_and_twc_at_10_a() -> tuple[list[Any], dict[str, Timer]]:
+    car = point(CAR, follows_slowly=True, power_w=2400)
+    twc = point(A, power_w=2400)
+    held = {key: Timer("charging", since=T0 - 600, charged_since=T0 - 600, offered_w=2400) for key in (CAR, A)}
+    return [car, twc], held
+
+
+def test_a_car_through_its_api_keeps_its_current_while_a_wall_connector_takes_up_the_difference() -> None:
+    points, held = _car_and_twc_at_10_a()
+    # 6 300 W of sun: 13 A each would be fair; the car stays at 10 A (no billed call) and the TWC takes 16 A.
+    allocation, _ = run(points, mode="solar", grid_w=-1500, previous=held, reserve_w=0)
+    assert watts(allocation) == {CAR: 2400, A: 3840}
+    assert "kept" in by_id(allocation)[CAR].reason
+    # 4 400 W: 9 A each would be fair; the TWC gives up a step so the car keeps 10 A.
+    allocation, _ = run(points, mode="solar", grid_w=400, previous=held, reserve_w=0)
+    assert watts(allocation) == {CAR: 2400, A: 1920}
+    assert allocation.available_w is not None
+    assert sum(watts(allocation).values()) <= allocation.available_w
+
+
+def test_a_car_through_its_api_follows_when_its_share_moves_far_or_the_others_cannot_make_room() -> None:
+    points, held = _car_and_twc_at_10_a()
+    # 8 800 W: 18 A each; more than SLOW_BAND_STEPS from 10 A, so the fair share wins.
+    allocation, _ = run(points, mode="solar", grid_w=-4000, previous=held, reserve_w=0)
+    assert watts(allocation) == {CAR: 4320, A: 4320}
+    # 3 800 W: 7 A each; the TWC cannot go below 6 A to pay for the car's 10 A, so the car falls too.
+    allocation, _ = run(points, mode="solar", grid_w=1000, previous=held, reserve_w=0)
+    assert watts(allocation) == {CAR: 1920, A: 1680}  # the spare step goes round-robin
+    # alone, a car through its API follows its share as any charge point does
+    allocation, _ = run(points[:1], mode="solar", grid_w=-750, previous={CAR: held[CAR]}, reserve_w=0)
+    assert watts(allocation) == {CAR: 3120}
+
+
+def test_a_kept_car_never_takes_room_its_circuit_does_not_have() -> None:
+    car = point(CAR, follows_slowly=True, power_w=2400, circuit="garage")
+    twc = point(A, power_w=2400)
+    held = {key: Timer("charging", since=T0 - 600, charged_since=T0 - 600, offered_w=2400) for key in (CAR, A)}
+    tight = (Circuit("garage", max_current_a=9, phases=1, voltage_v=240),)
+    allocation, _ = run([car, twc], mode="solar", grid_w=400, previous=held, reserve_w=0, circuits=tight)
+    assert watts(allocation)[CAR] <= 9 * 240
+
+
 def test_one_stop_at_a_time_the_one_charging_longest_first() -> None:
     delays = Delays(enable_delay_s=0, disable_delay_s=60, min_on_s=0, min_off_s=0)
     first = point(A, power_w=1440, plugged_in_at=T0 - 900)
@@ -176,9 +222,9 @@ def test_reports_between_two_readings_do_not_move_the_budget() -> None:
     assert offers(engine, T0) == {A: 2400, B: 2400}
     surplus = engine.compute(T0).allocation.surplus_w
     # The cars ramp and report it; the meter has not spoken again.
-    for n, watts in enumerate((800, 1600, 2256), start=1):
-        report(engine, A, watts, T0 + n)
-        report(engine, B, watts, T0 + n)
+    for n, draw_w in enumerate((800, 1600, 2256), start=1):
+        report(engine, A, draw_w, T0 + n)
+        report(engine, B, draw_w, T0 + n)
         result = engine.compute(T0 + n)
         assert result.allocation.surplus_w == surplus
         assert result.setpoints == []

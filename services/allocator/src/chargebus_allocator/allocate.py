@@ -37,6 +37,10 @@ _NO_SHARE = Share(0.0, "budget")
 DEAD_BAND_MAX_W = 100.0
 #: Amps of rounding a circuit's room may show below zero and still count as fitting.
 _EPS_A = 1e-9
+_EPS_W = 1e-6
+#: How many steps a car set through its API may stay away from its fair share while faster charge points of its
+#: group take up the difference (docs/closed-loop-control.md §5): about 1 kW at 240 V, a passing cloud's swing.
+SLOW_BAND_STEPS = 4
 
 
 def allocate(inputs: Inputs, previous: Mapping[str, Timer] | None, now: float) -> tuple[Allocation, dict[str, Timer]]:
@@ -207,6 +211,7 @@ class _Round:
         self.available_w = min(self.available_w, self.site_left_w)
         self._share(sharing, demands, self.available_w, rooms)
         self._dead_band(sharing, rooms)
+        self._keep_slow_followers(sharing, rooms)
         stale_note = f" ({reasons.stale_grid()})" if self.grid_stale else ""
         self._kick(admission, group, extra=stale_note)
         rising = sum(1 for i in sharing if self.next_timers[i].phase == "charging")
@@ -256,6 +261,75 @@ class _Round:
             if self._fits(i, self.watts[i], self.timers[i].offered_w, rooms):
                 self.watts[i] = self.timers[i].offered_w
                 self.in_band[i] = True
+
+    def _keep_slow_followers(self, sharing: list[int], rooms: tuple[list[float], list[float]]) -> None:
+        """A car whose current is set through its API keeps its offer while faster charge points of the group take
+        up the difference (docs/closed-loop-control.md §5): every change of its current is a billed call and half a
+        minute of lag, a wall connector's a free frame on the wire. Only within `SLOW_BAND_STEPS` of its share, so
+        the fair share still decides where the car ends up, and only as far as the others can follow."""
+        fast = [
+            j
+            for j in sharing
+            if not self.points[j].follows_slowly and self.next_timers[j].phase == "charging" and self.watts[j] > 0
+        ]
+        if not fast or self.minimums_only:
+            return
+        for i in sharing:
+            point, held, share_w = self.points[i], self.timers[i].offered_w, self.watts[i]
+            if not point.follows_slowly or held <= 0 or share_w == held or not self._held_charging(i):
+                continue
+            if held < point.min_power_w or held > budget.max_power_w(point, self.modes[i]):
+                continue  # its limits moved: the held value is no longer one it may be offered
+            if abs(self.shares[i].power_w - held) > SLOW_BAND_STEPS * point.step_w:
+                continue  # too far from its share: the car follows
+            if share_w > held:
+                # It would rise: it stays lower and the others may take what it leaves, as far as they can.
+                if self._fits(i, share_w, held, rooms):
+                    self.watts[i], self.in_band[i] = held, True
+                    self._hand_out(fast, share_w - held, rooms)
+            elif self._take_back(fast, held - share_w, rooms):
+                if self._fits(i, share_w, held, rooms):
+                    self.watts[i], self.in_band[i] = held, True
+                else:
+                    self._hand_out(fast, held - share_w, rooms)  # undo: its circuit has no room for it
+
+    def _held_charging(self, i: int) -> bool:
+        return self.timers[i].phase == "charging" and self.next_timers[i].phase == "charging"
+
+    def _hand_out(self, fast: list[int], spare_w: float, rooms: tuple[list[float], list[float]]) -> None:
+        """Raise the fast charge points by whole steps, in turn, within `spare_w`, their maxima and the circuits."""
+        for j in fast:
+            point = self.points[j]
+            top = budget.max_power_w(point, self.modes[j])
+            before = self.watts[j]
+            after = min(math.floor((before + spare_w) / point.step_w + 1e-6) * point.step_w, top)
+            while after > before and not self._fits(j, before, after, rooms):
+                after -= point.step_w
+            if after > before:
+                self.watts[j] = after
+                spare_w -= after - before
+
+    def _take_back(self, fast: list[int], needed_w: float, rooms: tuple[list[float], list[float]]) -> bool:
+        """Lower the fast charge points by whole steps (never below their minimum) until together they give up
+        `needed_w`; False, and nothing changed, when they cannot."""
+        lowered: list[tuple[int, float]] = []
+        left = needed_w
+        for j in fast:
+            if left <= _EPS_W:
+                break
+            point, before = self.points[j], self.watts[j]
+            after = max(math.floor((before - left) / point.step_w + 1e-6) * point.step_w, point.min_power_w)
+            if after < before:
+                lowered.append((j, before))
+                left -= before - after
+                self.watts[j] = after
+        if left > _EPS_W:
+            for j, before in lowered:
+                self.watts[j] = before
+            return False
+        for j, before in lowered:
+            self._fits(j, before, self.watts[j], rooms)  # lowering a load always fits: it frees the circuits' room
+        return True
 
     def _fits(self, i: int, shared_w: float, kept_w: float, rooms: tuple[list[float], list[float]]) -> bool:
         """Whether charge point i may draw `kept_w` instead of its `shared_w` in what the circuits have left; if so,
