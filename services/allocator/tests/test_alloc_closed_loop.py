@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chargebus.schema import to_json
+from chargebus_allocator.allocate import SLOW_KEEP_S
 from chargebus_allocator.engine import Engine
 from chargebus_allocator.model import Circuit, Delays, Settings, Timer
 from chargebus_allocator.pairing import MAX_SAMPLES, Command, DrawHistory, PointDraw, measurement_time, pair
@@ -178,6 +179,45 @@ def test_a_car_through_its_api_follows_when_its_share_moves_far_or_the_others_ca
     # alone, a car through its API follows its share as any charge point does
     allocation, _ = run(points[:1], mode="solar", grid_w=-750, previous={CAR: held[CAR]}, reserve_w=0)
     assert watts(allocation) == {CAR: 3120}
+
+
+def test_a_car_through_its_api_rises_when_the_wall_connector_beside_it_is_at_its_maximum() -> None:
+    car = point(CAR, follows_slowly=True, power_w=2400)
+    twc = point(A, power_w=2400, max_a=12)
+    held = {key: Timer("charging", since=T0 - 600, charged_since=T0 - 600, offered_w=2400) for key in (CAR, A)}
+    # 6 300 W: the TWC can take only 12 A, so keeping the car at 10 A would leave sun unused: it rises to 14 A.
+    allocation, _ = run([car, twc], mode="solar", grid_w=-1500, previous=held, reserve_w=0)
+    assert watts(allocation) == {CAR: 3360, A: 2880}
+    assert "kept" not in by_id(allocation)[CAR].reason
+
+
+def test_a_kept_car_catches_up_with_its_share_after_slow_keep_s() -> None:
+    points, held = _car_and_twc_at_10_a()
+    allocation, timers = run(points, mode="solar", grid_w=-1500, previous=held, reserve_w=0)
+    assert watts(allocation)[CAR] == 2400
+    assert timers[CAR].kept_since == T0
+    # Still kept a little later (the TWC's offer is now what it was given)...
+    allocation, timers = run(points, mode="solar", grid_w=-1500, previous=timers, reserve_w=0, now=T0 + 60)
+    assert watts(allocation)[CAR] == 2400
+    assert timers[CAR].kept_since == T0
+    # ...but SLOW_KEEP_S after the keep began it gets its fair share: one call, and no lasting place below it.
+    later = T0 + SLOW_KEEP_S
+    allocation, timers = run(points, mode="solar", grid_w=-1500, previous=timers, reserve_w=0, now=later)
+    assert watts(allocation)[CAR] == 3120
+    assert timers[CAR].kept_since is None
+
+
+def test_the_keep_clock_runs_on_while_the_dead_band_holds_the_same_offer() -> None:
+    points, held = _car_and_twc_at_10_a()
+    _, timers = run(points, mode="solar", grid_w=-1500, previous=held, reserve_w=0)
+    assert timers[CAR].kept_since == T0
+    # The sun falls back to about 10 A each: the dead band keeps the car's offer, and the clock is not reset...
+    allocation, timers = run(points, mode="solar", grid_w=-300, previous=timers, reserve_w=0, now=T0 + 60)
+    assert watts(allocation)[CAR] == 2400
+    assert timers[CAR].kept_since == T0
+    # ...so when the sun is back it is kept only until SLOW_KEEP_S after the first keep, not for ever.
+    allocation, timers = run(points, mode="solar", grid_w=-1500, previous=timers, reserve_w=0, now=T0 + SLOW_KEEP_S)
+    assert watts(allocation)[CAR] == 3120
 
 
 def test_a_kept_car_never_takes_room_its_circuit_does_not_have() -> None:

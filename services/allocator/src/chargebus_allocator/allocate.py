@@ -41,6 +41,9 @@ _EPS_W = 1e-6
 #: How many steps a car set through its API may stay away from its fair share while faster charge points of its
 #: group take up the difference (docs/closed-loop-control.md §5): about 1 kW at 240 V, a passing cloud's swing.
 SLOW_BAND_STEPS = 4
+#: ...and for at most this long at a time (a passing cloud's length): then it catches up with its share, so being
+#: kept costs a car a few minutes' worth of at most 4 steps, never a lasting place below its fair share.
+SLOW_KEEP_S = 180.0
 
 
 def allocate(inputs: Inputs, previous: Mapping[str, Timer] | None, now: float) -> tuple[Allocation, dict[str, Timer]]:
@@ -71,6 +74,7 @@ class _Round:
         self.shares = [_NO_SHARE] * count
         self.held_back = [False] * count  # its share waits for a slow car to follow a decrease
         self.in_band = [False] * count  # its offer is kept: the new share is within the dead band around it
+        self.kept_since: dict[str, float] = {}  # slow followers kept away from their share, and since when
         self.network = Network(build_tree(inputs.circuits))
         self.footprints: list[Footprint] = [NO_LOAD] * count  # from 0 W: the steady load
         self.transient_footprints: list[Footprint] = [NO_LOAD] * count  # above a slow follower's present draw
@@ -101,9 +105,20 @@ class _Round:
         self._serve_solar(self.solar_group, rooms, served_w)
         allocation = self._allocation()
         timers = {}
-        for result, timer in zip(allocation.points, self.next_timers, strict=True):
-            timers[result.charge_point.key] = dataclasses.replace(timer, offered_w=result.allocated_w)
+        for i, (result, timer) in enumerate(zip(allocation.points, self.next_timers, strict=True)):
+            timers[result.charge_point.key] = dataclasses.replace(
+                timer, offered_w=result.allocated_w, kept_since=self._kept_since(i, result.allocated_w)
+            )
         return allocation, timers
+
+    def _kept_since(self, i: int, offered_w: float) -> float | None:
+        """Since when a slow follower has been kept away from its share: the clock runs on while its offer does not
+        change, whichever rule (slow follower or dead band) kept it this round, and stops when the offer moves."""
+        kept = self.kept_since.get(self.points[i].key)
+        if kept is not None:
+            return kept
+        previous = self.timers[i]
+        return previous.kept_since if offered_w == previous.offered_w else None
 
     def _classify(self) -> list[int]:
         """Settle every charge point that cannot charge this round; count the draws the allocator does not steer."""
@@ -275,29 +290,57 @@ class _Round:
         if not fast or self.minimums_only:
             return
         for i in sharing:
-            point, held, share_w = self.points[i], self.timers[i].offered_w, self.watts[i]
-            if not point.follows_slowly or held <= 0 or share_w == held or not self._held_charging(i):
+            if not self._may_keep(i):
                 continue
-            if held < point.min_power_w or held > budget.max_power_w(point, self.modes[i]):
-                continue  # its limits moved: the held value is no longer one it may be offered
-            if abs(self.shares[i].power_w - held) > SLOW_BAND_STEPS * point.step_w:
-                continue  # too far from its share: the car follows
+            point, held, share_w = self.points[i], self.timers[i].offered_w, self.watts[i]
+            before = {j: self.watts[j] for j in fast}
             if share_w > held:
-                # It would rise: it stays lower and the others may take what it leaves, as far as they can.
-                if self._fits(i, share_w, held, rooms):
-                    self.watts[i], self.in_band[i] = held, True
-                    self._hand_out(fast, share_w - held, rooms)
+                # It would rise: it stays where it is if the others can use all it leaves (sun nobody can use is
+                # not given up to save a call).
+                self._fits(i, share_w, held, rooms)  # lowering a load always fits
+                if self._hand_out(fast, share_w - held, rooms) < point.step_w:
+                    self._keep(i, held)
+                else:
+                    self._restore(before, rooms)
+                    self._fits(i, held, share_w, rooms)  # back to what fitted before
             elif self._take_back(fast, held - share_w, rooms):
                 if self._fits(i, share_w, held, rooms):
-                    self.watts[i], self.in_band[i] = held, True
+                    self._keep(i, held)
                 else:
-                    self._hand_out(fast, held - share_w, rooms)  # undo: its circuit has no room for it
+                    self._restore(before, rooms)  # its circuit has no room for it: the car falls after all
+
+    def _may_keep(self, i: int) -> bool:
+        """A charging slow follower whose held offer is still one it may be given, near enough its share and not
+        kept for `SLOW_KEEP_S` already."""
+        point, held, share_w = self.points[i], self.timers[i].offered_w, self.watts[i]
+        if not point.follows_slowly or held <= 0 or share_w == held or not self._held_charging(i):
+            return False
+        if held < point.min_power_w or held > budget.max_power_w(point, self.modes[i]):
+            return False  # its limits moved: the held value is no longer one it may be offered
+        if abs(self.shares[i].power_w - held) > SLOW_BAND_STEPS * point.step_w:
+            return False  # too far from its share: the car follows
+        since = self.timers[i].kept_since
+        # kept long enough: it catches up with its share (one call), and may be kept again from there
+        return since is None or self.now - since < SLOW_KEEP_S
+
+    def _keep(self, i: int, held_w: float) -> None:
+        self.watts[i], self.in_band[i] = held_w, True
+        self.kept_since[self.points[i].key] = self.timers[i].kept_since or self.now
 
     def _held_charging(self, i: int) -> bool:
         return self.timers[i].phase == "charging" and self.next_timers[i].phase == "charging"
 
-    def _hand_out(self, fast: list[int], spare_w: float, rooms: tuple[list[float], list[float]]) -> None:
-        """Raise the fast charge points by whole steps, in turn, within `spare_w`, their maxima and the circuits."""
+    def _restore(self, before: Mapping[int, float], rooms: tuple[list[float], list[float]]) -> None:
+        """Put charge points back to the watts `before` says, with their load on the rooms: first the ones that fall
+        back (freeing room), then the ones that rise back into it."""
+        for j, watts_j in sorted(before.items(), key=lambda item: item[1] - self.watts[item[0]]):
+            if watts_j != self.watts[j]:
+                self._fits(j, self.watts[j], watts_j, rooms)
+                self.watts[j] = watts_j
+
+    def _hand_out(self, fast: list[int], spare_w: float, rooms: tuple[list[float], list[float]]) -> float:
+        """Raise the fast charge points by whole steps, in turn, within `spare_w`, their maxima and the circuits;
+        what is left of `spare_w`."""
         for j in fast:
             point = self.points[j]
             top = budget.max_power_w(point, self.modes[j])
@@ -308,6 +351,7 @@ class _Round:
             if after > before:
                 self.watts[j] = after
                 spare_w -= after - before
+        return spare_w
 
     def _take_back(self, fast: list[int], needed_w: float, rooms: tuple[list[float], list[float]]) -> bool:
         """Lower the fast charge points by whole steps (never below their minimum) until together they give up

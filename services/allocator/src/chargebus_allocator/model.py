@@ -144,6 +144,8 @@ class Timer:
     stopped_at: float | None = None  # end of the last charge, for min_off_s
     #: What its setpoint said last round, the value the dead band holds; not part of the phase's identity.
     offered_w: float = field(default=0.0, compare=False)
+    #: Since when a car set through its API has been kept away from its share (docs/closed-loop-control.md §5).
+    kept_since: float | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
