@@ -200,10 +200,14 @@ def test_a_kept_car_catches_up_with_its_share_after_slow_keep_s() -> None:
     allocation, timers = run(points, mode="solar", grid_w=-1500, previous=timers, reserve_w=0, now=T0 + 60)
     assert watts(allocation)[CAR] == 2400
     assert timers[CAR].kept_since == T0
-    # ...but SLOW_KEEP_S after the keep began it gets its fair share: one call, and no lasting place below it.
+    # ...but SLOW_KEEP_S after the keep began it gets its fair share: the TWC falls first, so the meter never sees
+    # the car's new current before the TWC has made room for it...
     later = T0 + SLOW_KEEP_S
     allocation, timers = run(points, mode="solar", grid_w=-1500, previous=timers, reserve_w=0, now=later)
-    assert watts(allocation)[CAR] == 3120
+    assert watts(allocation) == {CAR: 2400, A: 3120}
+    # ...and the car rises on the next reading: one call, and no lasting place below its share.
+    allocation, timers = run(points, mode="solar", grid_w=-1500, previous=timers, reserve_w=0, now=later + 5)
+    assert watts(allocation) == {CAR: 3120, A: 3120}
     assert timers[CAR].kept_since is None
 
 
@@ -217,6 +221,8 @@ def test_the_keep_clock_runs_on_while_the_dead_band_holds_the_same_offer() -> No
     assert timers[CAR].kept_since == T0
     # ...so when the sun is back it is kept only until SLOW_KEEP_S after the first keep, not for ever.
     allocation, timers = run(points, mode="solar", grid_w=-1500, previous=timers, reserve_w=0, now=T0 + SLOW_KEEP_S)
+    assert watts(allocation)[A] == 3120  # the TWC makes room first
+    allocation, timers = run(points, mode="solar", grid_w=-1500, previous=timers, reserve_w=0, now=T0 + SLOW_KEEP_S + 5)
     assert watts(allocation)[CAR] == 3120
 
 

@@ -242,14 +242,35 @@ async def test_bad_input_on_every_command_topic_gets_one_error_and_changes_nothi
             await bus.publish(f"{prefix}/allocator/vins/set", json.dumps({"allow": ["X"], "transaction": "v1"}))
             echo = await bus.wait_message(errors, lambda m: m.json()["transaction"] == "v1", timeout=15)
             assert "vins.allow[0]: invalid VIN" in echo.json()["error"]
-            await bus.publish(f"{prefix}/evse/twc-9999/priority/set", "12")  # unknown but valid id: kept for later
+            # Well-formed ids that are neither configured nor seen are refused, and nothing is stored for them.
+            unknown = [
+                (f"{prefix}/evse/twc-9999/priority/set", "12", "t1"),
+                (f"{prefix}/evse/twc-9999/mode/set", "now", "t2"),
+                (f"{prefix}/vehicle/5YJ3E1EA8KF000009/priority/set", "3", "t3"),
+                (f"{prefix}/allocator/charge_now/set", {"seconds": 600, "evse_id": "twc-9999"}, "t4"),
+            ]
+            for topic, value, transaction in unknown:
+                await bus.publish(topic, json.dumps({"value": value, "transaction": transaction}))
+            await bus.wait_for(
+                lambda: {m.json()["transaction"] for m in bus.on(errors)} >= {"t1", "t2", "t3", "t4"},
+                timeout=15,
+                what="the unknown ids refused",
+            )
+            refused = [m.json() for m in bus.on(errors) if m.json()["transaction"] in {"t1", "t2", "t3", "t4"}]
+            assert len(refused) == len(unknown)
+            assert all("not configured and not seen" in e["error"] for e in refused), refused
+            # The EVSE seen in a state may be set.
+            await bus.publish(f"{prefix}/evse/{GOOD_EVSE}/priority/set", "12")
             await bus.publish(
-                f"{prefix}/allocator/charge_now/set", '{"value": {"seconds": 600, "evse_id": "twc-0001"}}'
+                f"{prefix}/allocator/charge_now/set", json.dumps({"value": {"seconds": 600, "evse_id": GOOD_EVSE}})
             )
             state = await bus.wait_for(
                 state_where(bus, prefix, lambda s: len(s["overrides"]) == 2), what="two overrides"
             )
-            assert [o["key"] for o in state["overrides"]] == ["evse/twc-0001/charge_now", "evse/twc-9999/priority"]
+            assert [o["key"] for o in state["overrides"]] == [
+                f"evse/{GOOD_EVSE}/charge_now",
+                f"evse/{GOOD_EVSE}/priority",
+            ]
             assert state["groups"][0]["mode"] == "now"  # charge-now shows as `now`
             assert service.alive()
         finally:

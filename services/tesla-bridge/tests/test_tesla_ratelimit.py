@@ -54,3 +54,38 @@ def test_a_garbled_file_does_not_block(tmp_path: Path, content: str) -> None:
     path = tmp_path / "rate.json"
     path.write_text(content)
     RateLimitGate(FakeClock(NOW), path).check()
+
+
+def test_a_storm_is_the_429s_with_no_other_answer_between_them() -> None:
+    clock = FakeClock(NOW)
+    gate = RateLimitGate(clock)
+    gate.answered()  # no storm on: nothing ends
+    assert gate.take_ended() is None
+    gate.block(30)
+    clock.advance(30)
+    gate.block(60)  # the next request got a 429 again: the same storm
+    assert gate.storm is not None
+    assert gate.storm.refusals == 2
+    assert gate.take_ended() is None
+    clock.advance(60)
+    gate.answered()
+    ended = gate.take_ended()
+    assert ended is not None
+    assert (ended.started_at, ended.refusals) == (NOW, 2)
+    assert gate.take_ended() is None  # reported once
+    assert gate.storm is None
+
+
+def test_a_deadline_from_before_a_restart_opens_a_storm_that_an_answer_ends(tmp_path: Path) -> None:
+    clock = FakeClock(NOW)
+    path = tmp_path / "rate.json"
+    RateLimitGate(clock, path).block(30)
+    gate = RateLimitGate(clock, path)  # restarted
+    with pytest.raises(RateLimited):
+        gate.check()
+    assert gate.storm is not None
+    assert gate.storm.refusals == 0
+    clock.advance(30)
+    gate.check()
+    gate.answered()
+    assert gate.take_ended() is not None

@@ -290,7 +290,7 @@ class _Round:
         if not fast or self.minimums_only:
             return
         for i in sharing:
-            if not self._may_keep(i):
+            if self._catch_up_waits(i, fast, rooms) or not self._may_keep(i):
                 continue
             point, held, share_w = self.points[i], self.timers[i].offered_w, self.watts[i]
             before = {j: self.watts[j] for j in fast}
@@ -322,6 +322,27 @@ class _Round:
         since = self.timers[i].kept_since
         # kept long enough: it catches up with its share (one call), and may be kept again from there
         return since is None or self.now - since < SLOW_KEEP_S
+
+    def _catch_up_waits(self, i: int, fast: list[int], rooms: tuple[list[float], list[float]]) -> bool:
+        """A slow follower kept for `SLOW_KEEP_S` whose catch-up rise is paid for by fast points falling rises only
+        once their draws show the fall: a car set through its API may draw its new current while a wall connector
+        is still ramping down, and the meter would see both at once."""
+        point, held, share_w = self.points[i], self.timers[i].offered_w, self.watts[i]
+        since = self.timers[i].kept_since
+        if not point.follows_slowly or since is None or self.now - since < SLOW_KEEP_S or share_w <= held:
+            return False
+        if not self._held_charging(i) or not any(self._still_falling(j) for j in fast):
+            return False
+        self._fits(i, share_w, held, rooms)  # lowering a load always fits
+        self.watts[i], self.in_band[i] = held, True
+        return True
+
+    def _still_falling(self, j: int) -> bool:
+        """Is this charge point's offer falling this round, or its draw still above its (lowered) offer?"""
+        return (
+            self.watts[j] < self.timers[j].offered_w
+            or self.points[j].power_w > self.watts[j] + self.points[j].step_w / 2
+        )
 
     def _keep(self, i: int, held_w: float) -> None:
         self.watts[i], self.in_band[i] = held_w, True

@@ -55,7 +55,7 @@ from chargebus_allocator.model import (
     Settings,
     Timer,
 )
-from chargebus_allocator.overrides import Overrides
+from chargebus_allocator.overrides import Overrides, evse_key_prefix, vehicle_key_prefix
 from chargebus_allocator.pairing import (
     FOLLOW_S_DIRECT,
     FOLLOW_S_SLOW,
@@ -77,6 +77,8 @@ STATE_EVERY_S = 30.0
 METER_ERROR_EVERY_S = 60.0
 #: Wake this much after a deadline, so the round at the wake-up sees it passed.
 _LATE_S = 0.001
+#: At most this many EVSE ids (and as many VINs) are remembered as seen: far above any real installation.
+MAX_SEEN = 4096
 _VOLATILE_STATE = frozenset({"computed_at", "compute_ms"})
 
 SetpointKey = tuple[float | None, bool | None, int | None, float | None]
@@ -136,6 +138,10 @@ class Engine:
     window: site.ImportWindow | None = None  # the running import-average window, when one is configured
     battery_level: site.BatteryLevel | None = None  # which SoC thresholds the battery is past (with hysteresis)
     hold_sent: bool | None = None  # the battery_hold last published
+    #: EVSE ids and VINs seen in a state since the start (docs/contract.md §3.3: commands may name them), at most
+    #: `MAX_SEEN` of each so a flood of made-up states cannot grow them without bound.
+    seen_evses: set[str] = field(default_factory=set)
+    seen_vins: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         allocator = self.config.allocator
@@ -163,6 +169,9 @@ class Engine:
             self.commands.pop(evse_id, None)
             return self.evses.pop(evse_id, None) is not None
         state = parse_for_topic(EvseState, payload, "evse_id", evse_id)
+        _remember(self.seen_evses, evse_id)
+        if state.vin is not None:
+            _remember(self.seen_vins, state.vin)
         reported = state.updated_at.timestamp()
         measured = measurement_time(reported, now if now is not None else reported)
         self.draws.setdefault(evse_id, DrawHistory()).record(measured, state.power_w or 0.0)
@@ -176,10 +185,28 @@ class Engine:
         if not payload:
             return self.vehicles.pop(vin, None) is not None
         state = parse_for_topic(VehicleState, payload, "vin", vin)
+        _remember(self.seen_vins, vin)
         if self.vehicles.get(vin) == state:
             return False
         self.vehicles[vin] = state
         return True
+
+    def known_evse(self, evse_id: str) -> bool:
+        """May a command name this EVSE (docs/contract.md §3.3): configured, seen in a state since the start, or
+        already holding an override (which a command may change or clear)."""
+        return (
+            evse_id in self.config.allocator.evses
+            or evse_id in self.seen_evses
+            or self.overrides.names(evse_key_prefix(evse_id))
+        )
+
+    def known_vin(self, vin: str) -> bool:
+        """The same for a car: configured, seen (in its own state or an EVSE's), or holding an override."""
+        return (
+            vin in self.config.allocator.vehicles
+            or vin in self.seen_vins
+            or self.overrides.names(vehicle_key_prefix(vin))
+        )
 
     def meter_message(self, topic: str, payload: bytes, now: float) -> list[Notice]:
         """A meter payload; errors come back rate-limited (once per meter per minute), the last good value stays."""
@@ -528,3 +555,8 @@ def _event_signature(point: ChargePoint) -> tuple[object, ...]:
         point.charging, point.min_power_w, point.max_power_w, point.mode, point.priority, point.charge_now_until,
         point.schedule_cap_w,
     )  # fmt: skip
+
+
+def _remember(seen: set[str], key: str) -> None:
+    if len(seen) < MAX_SEEN:
+        seen.add(key)

@@ -47,11 +47,19 @@ Value = str | float | bool | tuple[ScheduleConfig, ...] | VinLists
 
 
 def evse_key(evse_id: str, setting: str) -> str:
-    return f"evse/{evse_id}/{setting}"
+    return f"{evse_key_prefix(evse_id)}{setting}"
 
 
 def vehicle_key(vin: str, setting: str) -> str:
-    return f"vehicle/{vin}/{setting}"
+    return f"{vehicle_key_prefix(vin)}{setting}"
+
+
+def evse_key_prefix(evse_id: str) -> str:
+    return f"evse/{evse_id}/"
+
+
+def vehicle_key_prefix(vin: str) -> str:
+    return f"vehicle/{vin}/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +71,10 @@ class Entry:
 @dataclass(slots=True)
 class Overrides:
     entries: dict[str, Entry] = field(default_factory=dict)
+
+    def names(self, prefix: str) -> bool:
+        """Is any override's key under `prefix` (an EVSE's or a car's)?"""
+        return any(key.startswith(prefix) for key in self.entries)
 
     def put(self, key: str, value: Value | None, now: float) -> bool:
         """Set (or with None clear) one override; True when something changed."""

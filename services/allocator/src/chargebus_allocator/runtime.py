@@ -143,23 +143,27 @@ class Allocator:
     async def _on_charge_now(self, message: Incoming, command: CommandEnvelope) -> None:
         _check_size(message)
         seconds, evse_id = commands.charge_now(command.value)
+        if evse_id:
+            self._check_known_evse(evse_id)
         until = self.clock.time() + seconds if seconds > 0 else None
         key = overrides.evse_key(evse_id, overrides.CHARGE_NOW) if evse_id else overrides.CHARGE_NOW
         await self._override(key, until)
 
     async def _on_evse_mode(self, message: Incoming, command: CommandEnvelope) -> None:
         _check_size(message)
-        evse_id = commands.evse(_topic_id(message, "evse_id"))
+        evse_id = self._check_known_evse(commands.evse(_topic_id(message, "evse_id")))
         await self._override(overrides.evse_key(evse_id, "mode"), commands.mode(command.value))
 
     async def _on_evse_priority(self, message: Incoming, command: CommandEnvelope) -> None:
         _check_size(message)
-        evse_id = commands.evse(_topic_id(message, "evse_id"))
+        evse_id = self._check_known_evse(commands.evse(_topic_id(message, "evse_id")))
         await self._override(overrides.evse_key(evse_id, "priority"), commands.priority(command.value))
 
     async def _on_vehicle_priority(self, message: Incoming, command: CommandEnvelope) -> None:
         _check_size(message)
         vin, warning = commands.vin(_topic_id(message, "vin"))
+        if not self.engine.known_vin(vin):
+            raise ValueError(f"unknown VIN {vin}: not configured and not seen")
         value = commands.priority(command.value)
         if warning is not None:
             log.warning(f"service={SERVICE} event=vin_check_digit vin={vin}")
@@ -196,6 +200,13 @@ class Allocator:
             )
         shown = f"allow={len(lists.allow)} deny={len(lists.deny)}" if lists is not None else None
         await self._override(overrides.VINS, lists, shown=shown)
+
+    def _check_known_evse(self, evse_id: str) -> str:
+        """Commands may name only EVSEs the allocator knows (docs/contract.md §3.3): nothing is stored for a
+        made-up id, so a looping flow cannot grow the state file."""
+        if not self.engine.known_evse(evse_id):
+            raise ValueError(f"unknown EVSE id {evse_id!r}: not configured and not seen")
+        return evse_id
 
     async def _override(self, key: str, value: overrides.Value | None, *, shown: str | None = None) -> None:
         if not self.engine.overrides.put(key, value, self.clock.time()):

@@ -80,6 +80,8 @@ MAX_IDLE_S = 300.0
 #: A step that made no call never asks to run again sooner than this (no busy loop, whatever the inputs).
 MIN_STEP_S = 1.0
 OVERRIDES_FILE = "tesla-bridge-overrides.json"
+#: The problem key of a 429 storm: one for the whole account, as the deadline is.
+RATE_LIMITED = "rate-limited"
 #: Refusals of start/stop that only mean "already so": not worth an error message.
 _BENIGN_REFUSALS = frozenset({"is_charging", "charging", "requested", "not_charging", "already_set"})
 
@@ -216,6 +218,7 @@ class TeslaBridge:
 
     async def publish_usage(self) -> None:
         now = self.clock.time()
+        await self._report_storm_end(now)
         day, counts = self.client.counter.snapshot(now)
         limited = self.client.rate_limited_until
         cars = []
@@ -259,6 +262,24 @@ class TeslaBridge:
 
     def resolved(self, vin: str, key: str) -> None:
         self._problems.pop((vin, key), None)
+
+    def has_problem(self, vin: str, key: str) -> bool:
+        return (vin, key) in self._problems
+
+    async def _report_storm_end(self, now: float) -> None:
+        """A 429 storm is over (Tesla answered again): one ErrorEvent says so and how many 429s it held."""
+        storm = self.client.gate.take_ended()
+        if storm is None:
+            return
+        self.resolved("*", RATE_LIMITED)
+        seconds = max(0.0, now - storm.started_at)
+        log.info(f"tesla_rate_limit_over refusals={storm.refusals} duration_s={seconds:.0f}")
+        await self.bus.report_error(
+            self.topics.build("tesla_usage"),
+            None,
+            f"rate limit by Tesla over: requests answered again after {seconds:.0f} s "
+            f"({storm.refusals} answered 429 since {iso_utc(storm.started_at)})",
+        )
 
     # -- incoming messages -------------------------------------------------------------------------------------
 
@@ -625,12 +646,14 @@ class CarRuntime:
             log.info(f"tesla_ble_unavailable vin={self.vin} call={command or key} detail={exc.detail!r}")
             return
         if isinstance(exc, RateLimited):
+            if self.bridge.has_problem("*", RATE_LIMITED):
+                return  # the storm is reported once, when it starts and when it ends (`publish_usage`)
             message = (
                 f"rate limited by Tesla until {iso_utc(exc.until)} "
                 f"(in {max(0.0, exc.until - self.clock.time()):.0f} s): no Tesla request before then; "
                 f"{what} is retried after it"
             )
-            await self.bridge.problem("*", f"rate-limited-{exc.until:.0f}", topic, message)
+            await self.bridge.problem("*", RATE_LIMITED, topic, message)
             return
         if isinstance(exc, AuthFailed):
             await self.bridge.problem("*", "auth", topic, f"Tesla login needed, all Tesla calls stopped: {exc}")

@@ -476,6 +476,8 @@ class FleetClient:
 
     def _outcome(self, response: httpx.Response, route: _Route, vin: str) -> Any:
         status = response.status_code
+        if status != 429:
+            self.gate.answered()
         if status == 200:
             body = _json_or_none(response)
             if not isinstance(body, dict) or "response" not in body:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
@@ -41,13 +42,24 @@ def retry_after_seconds(header: str | None, now: float) -> float:
     return max(0.0, seconds)
 
 
+@dataclass(slots=True)
+class Storm:
+    """429s with no other answer between them: reported once when it starts and once when it ends."""
+
+    started_at: float
+    refusals: int = 0  # 429 answers in it (a deadline carried over from before a restart starts one with none)
+
+
 class RateLimitGate:
-    """The persisted 'blocked until' deadline; `check()` before every request."""
+    """The persisted 'blocked until' deadline; `check()` before every request, `answered()` after any answer but a
+    429. It also follows the storm: `storm` while one lasts, `take_ended()` once it is over."""
 
     def __init__(self, clock: Clock, path: Path | None = None) -> None:
         self._clock = clock
         self._path = path
         self._until = self._load()
+        self.storm: Storm | None = None
+        self._ended: Storm | None = None
 
     @property
     def blocked_until(self) -> float | None:
@@ -57,12 +69,28 @@ class RateLimitGate:
     def check(self) -> None:
         until = self.blocked_until
         if until is not None:
+            if self.storm is None:
+                self.storm = Storm(self._clock.time())
             raise RateLimited(until)
+
+    def answered(self) -> None:
+        """Tesla answered a request with anything but a 429: a storm, if one was on, is over."""
+        if self.storm is not None:
+            self._ended, self.storm = self.storm, None
+
+    def take_ended(self) -> Storm | None:
+        """The storm that ended since the last call, once."""
+        ended, self._ended = self._ended, None
+        return ended
 
     def block(self, seconds: float) -> float:
         """Block for `seconds` from now (never shortening a longer block); returns the deadline."""
-        until = max(self._until, self._clock.time() + seconds)
+        now = self._clock.time()
+        until = max(self._until, now + seconds)
         self._until = until
+        if self.storm is None:
+            self.storm = Storm(now)
+        self.storm.refusals += 1
         if self._path is not None:
             write_json(self._path, {"blocked_until": until})
         log.warning(f"tesla_rate_limited until={until:.0f} wait_s={seconds:.0f}")
