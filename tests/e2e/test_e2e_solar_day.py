@@ -52,6 +52,8 @@ IMPORT_TOLERANCE_W = 500.0
 #: point started (a car on the API draws at once while a TWC car is still ramping down) or while one was stopping (the
 #: allocator holds its minimum for `disable_delay_s` by design).
 TRANSIENT_S = 30.0
+#: The garage circuit both cars share (the stack's 40 A at 230 V): the most they can take together.
+CIRCUIT_W = 40 * 230.0
 PV_DROP_W = 300.0
 
 
@@ -254,9 +256,16 @@ async def test_e2e_solar_day_merge_share_kick_out_and_stop_at_dusk(
     shaded = mean_allocated(stack, CAR_A_ID, CLOUD_BANK[0] + 0.5, CLOUD_BANK[1])
     assert noon > morning + 500, (morning, noon)
     assert shaded < noon - 2000, (noon, shaded)
-    # car B's fair share in the sunny hours: the water level is above its 16 A, so it gets (nearly) all of it
+    # Car B in the sunny hours: a car set through its API rises only to the lowest share it had in the last
+    # SLOW_FLOOR_S (docs/closed-loop-control.md §5) while TWC A takes the rest, and this day passes far faster than
+    # the allocator's clock, so car B charges well above its minimum but need not reach its 16 A; together the two
+    # cars take (nearly) all of the sun.
     share_b = mean_allocated(stack, CAR_B_ID, 11.5, CLOUD_BANK[0])
-    assert share_b >= 3000, share_b
+    assert share_b >= 2500, share_b
+    sunny = [s for a, s in stack.allocator_states() if 11.5 <= stack.hour(a) < CLOUD_BANK[0] and s["available_w"]]
+    taken = statistics.fmean(allocated(s, CAR_A_ID) + allocated(s, CAR_B_ID) for s in sunny)
+    offered = statistics.fmean(min(float(s["available_w"]), CIRCUIT_W) for s in sunny)
+    assert taken >= 0.9 * offered, (taken, offered)
     log.info(f"car A allocated {morning:.0f} W (09-10 h), {noon:.0f} W (11:30-12:30), {shaded:.0f} W (under the cloud)")
     report = measure_import(stack, 10.0, 18.0)
     log.info(f"grid import in solar mode: {report}")

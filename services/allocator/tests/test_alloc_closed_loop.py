@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chargebus.schema import to_json
-from chargebus_allocator.allocate import SLOW_KEEP_S
+from chargebus_allocator.allocate import SLOW_FLOOR_S
 from chargebus_allocator.engine import Engine
 from chargebus_allocator.model import Circuit, Delays, Settings, Timer
 from chargebus_allocator.pairing import MAX_SAMPLES, Command, DrawHistory, PointDraw, measurement_time, pair
@@ -168,11 +168,14 @@ def test_a_car_through_its_api_keeps_its_current_while_a_wall_connector_takes_up
     assert sum(watts(allocation).values()) <= allocation.available_w
 
 
-def test_a_car_through_its_api_follows_when_its_share_moves_far_or_the_others_cannot_make_room() -> None:
+def test_a_car_through_its_api_follows_when_its_share_falls_far_or_the_others_cannot_make_room() -> None:
     points, held = _car_and_twc_at_10_a()
-    # 8 800 W: 18 A each; more than SLOW_BAND_STEPS from 10 A, so the fair share wins.
+    # 8 800 W: 18 A each; a rise, however large, waits for the floor while the TWC can take it (26 A)...
     allocation, _ = run(points, mode="solar", grid_w=-4000, previous=held, reserve_w=0)
-    assert watts(allocation) == {CAR: 4320, A: 4320}
+    assert watts(allocation) == {CAR: 2400, A: 6240}
+    # ...and 11 000 W: the TWC tops out at 32 A, so the car takes what it cannot (13 A), no sun unused.
+    allocation, _ = run(points, mode="solar", grid_w=-6200, previous=held, reserve_w=0)
+    assert watts(allocation) == {CAR: 3120, A: 7680}
     # 3 800 W: 7 A each; the TWC cannot go below 6 A to pay for the car's 10 A, so the car falls too.
     allocation, _ = run(points, mode="solar", grid_w=1000, previous=held, reserve_w=0)
     assert watts(allocation) == {CAR: 1920, A: 1680}  # the spare step goes round-robin
@@ -191,38 +194,49 @@ def test_a_car_through_its_api_rises_when_the_wall_connector_beside_it_is_at_its
     assert "kept" not in by_id(allocation)[CAR].reason
 
 
-def test_a_kept_car_catches_up_with_its_share_after_slow_keep_s() -> None:
+def test_a_kept_car_gets_its_share_once_the_sun_has_held_up_for_slow_floor_s() -> None:
     points, held = _car_and_twc_at_10_a()
     allocation, timers = run(points, mode="solar", grid_w=-1500, previous=held, reserve_w=0)
     assert watts(allocation)[CAR] == 2400
-    assert timers[CAR].kept_since == T0
+    assert (timers[CAR].share_floor_w, timers[CAR].floor_since) == (2400, T0)
+    assert "kept for fewer API calls" in by_id(allocation)[CAR].reason
     # Still kept a little later (the TWC's offer is now what it was given)...
     allocation, timers = run(points, mode="solar", grid_w=-1500, previous=timers, reserve_w=0, now=T0 + 60)
     assert watts(allocation)[CAR] == 2400
-    assert timers[CAR].kept_since == T0
-    # ...but SLOW_KEEP_S after the keep began it gets its fair share: the TWC falls first, so the meter never sees
-    # the car's new current before the TWC has made room for it...
-    later = T0 + SLOW_KEEP_S
+    # ...but once the sun has held up for SLOW_FLOOR_S the car gets its fair share: the TWC falls first, so the
+    # meter never sees the car's new current before the TWC has made room for it...
+    later = T0 + SLOW_FLOOR_S
     allocation, timers = run(points, mode="solar", grid_w=-1500, previous=timers, reserve_w=0, now=later)
     assert watts(allocation) == {CAR: 2400, A: 3120}
     # ...and the car rises on the next reading: one call, and no lasting place below its share.
     allocation, timers = run(points, mode="solar", grid_w=-1500, previous=timers, reserve_w=0, now=later + 5)
     assert watts(allocation) == {CAR: 3120, A: 3120}
-    assert timers[CAR].kept_since is None
+    assert "kept" not in by_id(allocation)[CAR].reason
 
 
-def test_the_keep_clock_runs_on_while_the_dead_band_holds_the_same_offer() -> None:
+def test_a_dip_lowers_the_floor_and_starts_its_window_again() -> None:
     points, held = _car_and_twc_at_10_a()
     _, timers = run(points, mode="solar", grid_w=-1500, previous=held, reserve_w=0)
-    assert timers[CAR].kept_since == T0
-    # The sun falls back to about 10 A each: the dead band keeps the car's offer, and the clock is not reset...
-    allocation, timers = run(points, mode="solar", grid_w=-300, previous=timers, reserve_w=0, now=T0 + 60)
-    assert watts(allocation)[CAR] == 2400
-    assert timers[CAR].kept_since == T0
-    # ...so when the sun is back it is kept only until SLOW_KEEP_S after the first keep, not for ever.
-    allocation, timers = run(points, mode="solar", grid_w=-1500, previous=timers, reserve_w=0, now=T0 + SLOW_KEEP_S)
-    assert watts(allocation)[A] == 3120  # the TWC makes room first
-    allocation, timers = run(points, mode="solar", grid_w=-1500, previous=timers, reserve_w=0, now=T0 + SLOW_KEEP_S + 5)
+    # A cloud: the sun falls to about 9 A each; the TWC cannot give up enough, so the car falls to 9 A...
+    allocation, timers = run(points, mode="solar", grid_w=1000, previous=timers, reserve_w=0, now=T0 + 60)
+    assert watts(allocation)[CAR] == 1920
+    assert (timers[CAR].share_floor_w, timers[CAR].floor_since) == (1920, T0 + 60)
+    # ...and after the cloud it stays there for SLOW_FLOOR_S from the dip, the TWC taking the sun back...
+    allocation, timers = run(points, mode="solar", grid_w=-1500, previous=timers, reserve_w=0, now=T0 + 120)
+    assert watts(allocation)[CAR] == 1920
+    assert watts(allocation)[A] > 3120
+    allocation, timers = run(
+        points, mode="solar", grid_w=-1500, previous=timers, reserve_w=0, now=T0 + 60 + SLOW_FLOOR_S - 1
+    )
+    assert watts(allocation)[CAR] == 1920
+    # ...then the TWC makes room and the car rises to its share.
+    allocation, timers = run(
+        points, mode="solar", grid_w=-1500, previous=timers, reserve_w=0, now=T0 + 60 + SLOW_FLOOR_S
+    )
+    assert watts(allocation)[CAR] == 1920
+    allocation, timers = run(
+        points, mode="solar", grid_w=-1500, previous=timers, reserve_w=0, now=T0 + 65 + SLOW_FLOOR_S
+    )
     assert watts(allocation)[CAR] == 3120
 
 

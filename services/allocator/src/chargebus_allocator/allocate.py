@@ -38,11 +38,15 @@ DEAD_BAND_MAX_W = 100.0
 #: Amps of rounding a circuit's room may show below zero and still count as fitting.
 _EPS_A = 1e-9
 _EPS_W = 1e-6
-#: How many steps a car set through its API may stay away from its fair share while faster charge points of its
-#: group take up the difference (docs/closed-loop-control.md §5): about 1 kW at 240 V, a passing cloud's swing.
+#: A car set through its API rises only to the lowest share it has had this long (docs/closed-loop-control.md §5),
+#: the faster charge points of its group taking up the rest: the sun's swings under passing clouds go to the wall
+#: connectors (a free frame on the wire), not to billed calls. After this long without a lower share it gets its
+#: fair share again.
+SLOW_FLOOR_S = 600.0
+#: How many steps such a car may stay above a falling share while the faster charge points give up the difference
+#: (about 1 kW at 240 V)...
 SLOW_BAND_STEPS = 4
-#: ...and for at most this long at a time (a passing cloud's length): then it catches up with its share, so being
-#: kept costs a car a few minutes' worth of at most 4 steps, never a lasting place below its fair share.
+#: ...and for at most this long at a time: then it comes down to its share, never keeping a lasting place above it.
 SLOW_KEEP_S = 180.0
 
 
@@ -74,7 +78,9 @@ class _Round:
         self.shares = [_NO_SHARE] * count
         self.held_back = [False] * count  # its share waits for a slow car to follow a decrease
         self.in_band = [False] * count  # its offer is kept: the new share is within the dead band around it
-        self.kept_since: dict[str, float] = {}  # slow followers kept away from their share, and since when
+        self.kept_since: dict[str, float] = {}  # slow followers kept above their share, and since when
+        self.floors: dict[str, tuple[float, float]] = {}  # slow followers' lowest recent share, and since when
+        self.kept_slowly = [False] * count  # a slow follower held below its share while the fast ones take the rest
         self.network = Network(build_tree(inputs.circuits))
         self.footprints: list[Footprint] = [NO_LOAD] * count  # from 0 W: the steady load
         self.transient_footprints: list[Footprint] = [NO_LOAD] * count  # above a slow follower's present draw
@@ -106,8 +112,13 @@ class _Round:
         allocation = self._allocation()
         timers = {}
         for i, (result, timer) in enumerate(zip(allocation.points, self.next_timers, strict=True)):
+            floor_w, floor_since = self.floors.get(result.charge_point.key, (None, None))
             timers[result.charge_point.key] = dataclasses.replace(
-                timer, offered_w=result.allocated_w, kept_since=self._kept_since(i, result.allocated_w)
+                timer,
+                offered_w=result.allocated_w,
+                kept_since=self._kept_since(i, result.allocated_w),
+                share_floor_w=floor_w,
+                floor_since=floor_since,
             )
         return allocation, timers
 
@@ -290,52 +301,67 @@ class _Round:
         if not fast or self.minimums_only:
             return
         for i in sharing:
-            if self._catch_up_waits(i, fast, rooms) or not self._may_keep(i):
+            if not self._slow_and_held(i):
                 continue
-            point, held, share_w = self.points[i], self.timers[i].offered_w, self.watts[i]
-            before = {j: self.watts[j] for j in fast}
+            held, share_w = self.timers[i].offered_w, self.watts[i]
+            floor_w = self._share_floor(i, share_w)
             if share_w > held:
-                # It would rise: it stays where it is if the others can use all it leaves (sun nobody can use is
-                # not given up to save a call).
-                self._fits(i, share_w, held, rooms)  # lowering a load always fits
-                if self._hand_out(fast, share_w - held, rooms) < point.step_w:
-                    self._keep(i, held)
-                else:
-                    self._restore(before, rooms)
-                    self._fits(i, held, share_w, rooms)  # back to what fitted before
-            elif self._take_back(fast, held - share_w, rooms):
-                if self._fits(i, share_w, held, rooms):
-                    self._keep(i, held)
-                else:
-                    self._restore(before, rooms)  # its circuit has no room for it: the car falls after all
+                self._rise_slowly(i, floor_w, fast, rooms)
+            elif share_w < held and self._may_stay_above(i):
+                before = {j: self.watts[j] for j in fast}
+                if self._take_back(fast, held - share_w, rooms):
+                    if self._fits(i, share_w, held, rooms):
+                        self._keep(i, held)
+                    else:
+                        self._restore(before, rooms)  # its circuit has no room for it: the car falls after all
 
-    def _may_keep(self, i: int) -> bool:
-        """A charging slow follower whose held offer is still one it may be given, near enough its share and not
-        kept for `SLOW_KEEP_S` already."""
-        point, held, share_w = self.points[i], self.timers[i].offered_w, self.watts[i]
-        if not point.follows_slowly or held <= 0 or share_w == held or not self._held_charging(i):
+    def _slow_and_held(self, i: int) -> bool:
+        """A charging slow follower whose held offer is still one it may be given."""
+        point, held = self.points[i], self.timers[i].offered_w
+        if not point.follows_slowly or held <= 0 or not self._held_charging(i):
             return False
-        if held < point.min_power_w or held > budget.max_power_w(point, self.modes[i]):
-            return False  # its limits moved: the held value is no longer one it may be offered
-        if abs(self.shares[i].power_w - held) > SLOW_BAND_STEPS * point.step_w:
-            return False  # too far from its share: the car follows
+        return point.min_power_w <= held <= budget.max_power_w(point, self.modes[i])  # else its limits moved
+
+    def _share_floor(self, i: int, share_w: float) -> float:
+        """The lowest share this slow follower has had in the last `SLOW_FLOOR_S` (reset to the present share once
+        that long has passed without a lower one, started from its offer): the current the recent sun has held up."""
+        timer = self.timers[i]
+        floor_w, since = timer.share_floor_w, timer.floor_since
+        if floor_w is None or since is None:
+            floor_w, since = min(share_w, timer.offered_w), self.now  # no record yet: it has held its offer so far
+        elif share_w <= floor_w or self.now - since >= SLOW_FLOOR_S:
+            floor_w, since = share_w, self.now
+        self.floors[self.points[i].key] = (floor_w, since)
+        return floor_w
+
+    def _rise_slowly(self, i: int, floor_w: float, fast: list[int], rooms: tuple[list[float], list[float]]) -> None:
+        """Its share would rise: it rises only as far as its floor (the recent sun's low), and the fast charge points
+        take up the rest, as far as they can: sun none of them can use goes to the car after all, never unused to
+        save a call. A rise the fast ones pay for by falling waits until their draws show the fall: the car may
+        draw its new current while a wall connector is still ramping down, and the meter would see both."""
+        point, held, share_w = self.points[i], self.timers[i].offered_w, self.watts[i]
+        target = max(held, min(share_w, floor_w))
+        self._fits(i, share_w, target, rooms)  # lowering a load always fits
+        self.watts[i] = target
+        unused = self._hand_out(fast, share_w - target, rooms)
+        up = min(target + math.floor(unused / point.step_w + 1e-6) * point.step_w, share_w)
+        while up > target and not self._fits(i, target, up, rooms):
+            up -= point.step_w
+        target = self.watts[i] = up
+        if target > held and any(self._still_falling(j) for j in fast):
+            self._fits(i, target, held, rooms)
+            target = self.watts[i] = held
+        self.kept_slowly[i] = target < share_w
+
+    def _may_stay_above(self, i: int) -> bool:
+        """May a slow follower keep an offer above its falling share: near enough to it, and not kept for
+        `SLOW_KEEP_S` already."""
+        point, held = self.points[i], self.timers[i].offered_w
+        if held - self.shares[i].power_w > SLOW_BAND_STEPS * point.step_w:
+            return False  # too far above its share: the car follows
         since = self.timers[i].kept_since
-        # kept long enough: it catches up with its share (one call), and may be kept again from there
+        # kept long enough: it comes down to its share (one call), and may be kept again from there
         return since is None or self.now - since < SLOW_KEEP_S
-
-    def _catch_up_waits(self, i: int, fast: list[int], rooms: tuple[list[float], list[float]]) -> bool:
-        """A slow follower kept for `SLOW_KEEP_S` whose catch-up rise is paid for by fast points falling rises only
-        once their draws show the fall: a car set through its API may draw its new current while a wall connector
-        is still ramping down, and the meter would see both at once."""
-        point, held, share_w = self.points[i], self.timers[i].offered_w, self.watts[i]
-        since = self.timers[i].kept_since
-        if not point.follows_slowly or since is None or self.now - since < SLOW_KEEP_S or share_w <= held:
-            return False
-        if not self._held_charging(i) or not any(self._still_falling(j) for j in fast):
-            return False
-        self._fits(i, share_w, held, rooms)  # lowering a load always fits
-        self.watts[i], self.in_band[i] = held, True
-        return True
 
     def _still_falling(self, j: int) -> bool:
         """Is this charge point's offer falling this round, or its draw still above its (lowered) offer?"""
@@ -533,7 +559,16 @@ class _Round:
         amps = self.amps[i] = watts_to_amps(self.watts[i], point.voltage_v, point.phases)
         if self.minimums_only and self.site_cap is not None:
             return reasons.minimum_only(self.watts[i], amps, self.site_cap[1], context)
-        return reasons.charging(point, self.watts[i], amps, share, context, slot=slot, in_band=self.in_band[i])
+        return reasons.charging(
+            point,
+            self.watts[i],
+            amps,
+            share,
+            context,
+            slot=slot,
+            in_band=self.in_band[i],
+            kept_slowly=self.kept_slowly[i],
+        )
 
     def _allocation(self) -> Allocation:
         results = []

@@ -146,6 +146,9 @@ class Timer:
     offered_w: float = field(default=0.0, compare=False)
     #: Since when a car set through its API has been kept away from its share (docs/closed-loop-control.md §5).
     kept_since: float | None = field(default=None, compare=False)
+    #: a car set through its API: the lowest share it has had lately, and since when (see allocate.SLOW_FLOOR_S)
+    share_floor_w: float | None = field(default=None, compare=False)
+    floor_since: float | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,11 +114,15 @@ def charging(
     *,
     slot: tuple[str, Phase, float, bool] | None,
     in_band: bool = False,
+    kept_slowly: bool = False,
 ) -> str:
     """`slot` is the circuit slot that stopped it rising: (circuit, phase, limit, held back for a slow car);
-    `in_band`: the offer was kept because its new share is within the dead band around it."""
+    `in_band`: the offer was kept because its new share is within the dead band around it; `kept_slowly`: a car set
+    through its API held below its share while the wall connectors beside it take the sun's changes."""
     available = context.available
-    if in_band and available is not None:
+    if kept_slowly:
+        why = ": kept for fewer API calls, the wall connectors beside it take the sun's changes"
+    elif in_band and available is not None:
         why = f": kept, {available} is within the dead band around it"
     elif share.bound == "max" or watts >= point.max_power_w:
         why = ": its maximum"
