@@ -105,6 +105,34 @@ def entity(
     return Entity(component, unique_id, config)
 
 
+def max_current_number(
+    topics: Topics,
+    evse_id: str,
+    max_amps: int,
+    *,
+    device_block: dict[str, Any],
+    availability_list: list[dict[str, str]],
+) -> Entity:
+    """The `Max current` number of an EVSE whose bridge takes `max_current/set` in whole amps (0 stops it); its
+    state is the offer ceiling the bridge reports, in amps."""
+    return entity(
+        "number",
+        f"{evse_id}_max_current",
+        "Max current",
+        device_block=device_block,
+        availability_list=availability_list,
+        state_topic=topics.evse_state(evse_id),
+        value_template="{{ (value_json.max_power_w / value_json.step_w) | round(0) | int }}",
+        command_topic=topics.build("evse_max_current_set", evse_id=evse_id),
+        min=0,
+        max=max_amps,
+        step=1,
+        mode="box",
+        unit_of_measurement="A",
+        device_class="current",
+    )
+
+
 class Discovery:
     """Publishes discovery configs for one service and keeps them published."""
 

@@ -7,7 +7,7 @@ one. The entities are available while the ocpp-bridge is online and the connecto
 
 from __future__ import annotations
 
-from chargebus.ha import Entity, availability, device, entity, evse_device_id
+from chargebus.ha import Entity, availability, device, entity, evse_device_id, max_current_number
 from chargebus.topics import Topics
 
 SERVICE = "ocpp-bridge"
@@ -61,21 +61,6 @@ def connector_entities(
     ]
     if controllable:
         items.append(
-            entity(
-                "number",
-                f"{evse_id}_max_current",
-                "Max current",
-                device_block=block,
-                availability_list=available,
-                state_topic=state_topic,
-                value_template="{{ (value_json.max_power_w / value_json.step_w) | round(0) | int }}",
-                command_topic=topics.build("evse_max_current_set", evse_id=evse_id),
-                min=0,
-                max=max_current_a,
-                step=1,
-                mode="box",
-                unit_of_measurement="A",
-                device_class="current",
-            )
+            max_current_number(topics, evse_id, max_current_a, device_block=block, availability_list=available)
         )
     return items

@@ -7,7 +7,7 @@ the twc-bridge is online and the slave's state says `online: true`.
 
 from __future__ import annotations
 
-from chargebus.ha import Entity, availability, device, entity, evse_device_id
+from chargebus.ha import Entity, availability, device, entity, evse_device_id, max_current_number
 from chargebus.topics import Topics
 
 SERVICE = "twc-bridge"
@@ -75,21 +75,6 @@ def slave_entities(topics: Topics, evse_id: str, *, controllable: bool, wiring_m
     ]
     if controllable:
         items.append(
-            entity(
-                "number",
-                f"{evse_id}_max_current",
-                "Max current",
-                device_block=block,
-                availability_list=available,
-                state_topic=state_topic,
-                value_template="{{ (value_json.max_power_w / value_json.step_w) | round(0) | int }}",
-                command_topic=topics.build("evse_max_current_set", evse_id=evse_id),
-                min=0,
-                max=wiring_max_amps,
-                step=1,
-                mode="box",
-                unit_of_measurement="A",
-                device_class="current",
-            )
+            max_current_number(topics, evse_id, wiring_max_amps, device_block=block, availability_list=available)
         )
     return items
