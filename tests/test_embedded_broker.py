@@ -23,6 +23,8 @@ async def test_embedded_broker_keeps_retained_delivers_lwt_and_qos1(tmp_path: Pa
         async with Recorder(broker.url, ["emb/#"]) as bus:
             # the service falls back to MQTT 3.1.1 by itself and comes online
             await bus.wait_message("emb/probe/status", lambda m: m.text == "online", timeout=15)
+            # its retained state too, before it is killed (on a loaded machine it may come a moment after `online`)
+            await bus.wait_message("emb/probe/state", timeout=15)
             probe.kill(signal.SIGKILL)
             probe.wait()
             await bus.wait_message("emb/probe/status", lambda m: m.text == "offline", timeout=10)
