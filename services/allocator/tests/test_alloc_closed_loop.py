@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chargebus.schema import to_json
-from chargebus_allocator.allocate import SLOW_FLOOR_S
+from chargebus_allocator.allocate import DEAD_BAND_MAX_W, SLOW_FLOOR_S
 from chargebus_allocator.engine import Engine
 from chargebus_allocator.model import Circuit, Delays, Settings, Timer
 from chargebus_allocator.pairing import MAX_SAMPLES, Command, DrawHistory, PointDraw, measurement_time, pair
@@ -446,6 +446,9 @@ def test_any_interleaving_of_meter_and_reports_reaches_a_fixed_point(
     settled_by = T0 + 6 * cadence_s + 12 + sum(SHORT_DELAYS.values())
     assert [t for t in changes if t > settled_by] == []
     offered = sum(car.offer_w for car in fleet)
-    assert offered <= surplus_w + 1e-6  # the fixed point never offers more than the sun gives
+    # The fixed point never offers more than the sun gives, but for the dead band: an offer that rose on a reading
+    # taken during a ramp is kept while the offers exceed the budget by no more than the band
+    # (docs/closed-loop-control.md §3: noise at a step's edge must not toggle it), e.g. 13 A = 3 120 W on 3 076 W.
+    assert offered <= surplus_w + DEAD_BAND_MAX_W + 1e-6
     reachable = min(surplus_w, len(fleet) * 32 * VOLTS)
     assert offered > reachable - len(fleet) * 2 * VOLTS or offered == 0  # ...and wastes at most two steps a car
