@@ -221,7 +221,10 @@ class SerialBus:
     async def _read(self, reader: asyncio.StreamReader) -> None:
         while True:
             try:
-                data = await asyncio.wait_for(reader.read(READ_SIZE), PARTIAL_FRAME_TIMEOUT_S)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation that arrives as
+                # the read completes, and this loop would then outlive the session that cancelled it.
+                async with asyncio.timeout(PARTIAL_FRAME_TIMEOUT_S):
+                    data = await reader.read(READ_SIZE)
             except TimeoutError:
                 self.link.decoder.reset()  # a silent line: whatever was half received is noise
                 continue
