@@ -123,8 +123,8 @@ class _Round:
         return allocation, timers
 
     def _kept_since(self, i: int, offered_w: float) -> float | None:
-        """Since when a slow follower has been kept away from its share: the clock runs on while its offer does not
-        change, whichever rule (slow follower or dead band) kept it this round, and stops when the offer moves."""
+        """Since when a slow follower has been kept above its falling share: the clock runs on while its offer does
+        not change, whichever rule (slow follower or dead band) held it this round, and stops when the offer moves."""
         kept = self.kept_since.get(self.points[i].key)
         if kept is not None:
             return kept
@@ -289,10 +289,11 @@ class _Round:
                 self.in_band[i] = True
 
     def _keep_slow_followers(self, sharing: list[int], rooms: tuple[list[float], list[float]]) -> None:
-        """A car whose current is set through its API keeps its offer while faster charge points of the group take
-        up the difference (docs/closed-loop-control.md §5): every change of its current is a billed call and half a
-        minute of lag, a wall connector's a free frame on the wire. Only within `SLOW_BAND_STEPS` of its share, so
-        the fair share still decides where the car ends up, and only as far as the others can follow."""
+        """A car whose current is set through its API leaves the sun's swings to the faster charge points of its
+        group (docs/closed-loop-control.md §5): every change of its current is a billed call and half a minute of
+        lag, a wall connector's a free frame on the wire. It rises only to its share's recent floor (`_rise_slowly`)
+        and keeps its offer against a fall of at most `SLOW_BAND_STEPS` the others can pay for, for at most
+        `SLOW_KEEP_S`; never further than the others can follow."""
         fast = [
             j
             for j in sharing
@@ -339,15 +340,13 @@ class _Round:
         take up the rest, as far as they can: sun none of them can use goes to the car after all, never unused to
         save a call. A rise the fast ones pay for by falling waits until their draws show the fall: the car may
         draw its new current while a wall connector is still ramping down, and the meter would see both."""
-        point, held, share_w = self.points[i], self.timers[i].offered_w, self.watts[i]
+        held, share_w = self.timers[i].offered_w, self.watts[i]
         target = max(held, min(share_w, floor_w))
         self._fits(i, share_w, target, rooms)  # lowering a load always fits
         self.watts[i] = target
         unused = self._hand_out(fast, share_w - target, rooms)
-        up = min(target + math.floor(unused / point.step_w + 1e-6) * point.step_w, share_w)
-        while up > target and not self._fits(i, target, up, rooms):
-            up -= point.step_w
-        target = self.watts[i] = up
+        self._hand_out([i], unused, rooms)  # what none of them can use goes back to the car, in whole steps
+        target = self.watts[i]
         if target > held and any(self._still_falling(j) for j in fast):
             self._fits(i, target, held, rooms)
             target = self.watts[i] = held

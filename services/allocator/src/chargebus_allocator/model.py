@@ -144,7 +144,7 @@ class Timer:
     stopped_at: float | None = None  # end of the last charge, for min_off_s
     #: What its setpoint said last round, the value the dead band holds; not part of the phase's identity.
     offered_w: float = field(default=0.0, compare=False)
-    #: Since when a car set through its API has been kept away from its share (docs/closed-loop-control.md §5).
+    #: Since when a car set through its API has been kept above its share (docs/closed-loop-control.md §5).
     kept_since: float | None = field(default=None, compare=False)
     #: a car set through its API: the lowest share it has had lately, and since when (see allocate.SLOW_FLOOR_S)
     share_floor_w: float | None = field(default=None, compare=False)

@@ -162,8 +162,7 @@ class Allocator:
     async def _on_vehicle_priority(self, message: Incoming, command: CommandEnvelope) -> None:
         _check_size(message)
         vin, warning = commands.vin(_topic_id(message, "vin"))
-        if not self.engine.known_vin(vin):
-            raise ValueError(f"unknown VIN {vin}: not configured and not seen")
+        self._check_known_vin(vin)
         value = commands.priority(command.value)
         if warning is not None:
             log.warning(f"service={SERVICE} event=vin_check_digit vin={vin}")
@@ -207,6 +206,11 @@ class Allocator:
         if not self.engine.known_evse(evse_id):
             raise ValueError(f"unknown EVSE id {evse_id!r}: not configured and not seen")
         return evse_id
+
+    def _check_known_vin(self, vin: str) -> None:
+        """The same for a car (docs/contract.md §3.3): to set a car's priority before it is seen, configure it."""
+        if not self.engine.known_vin(vin):
+            raise ValueError(f"unknown VIN {vin}: not configured and not seen")
 
     async def _override(self, key: str, value: overrides.Value | None, *, shown: str | None = None) -> None:
         if not self.engine.overrides.put(key, value, self.clock.time()):
