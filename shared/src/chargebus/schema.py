@@ -6,6 +6,7 @@ may be omitted (it reads as null). Output always carries every field, with times
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from datetime import UTC, date, datetime
@@ -208,6 +209,7 @@ class ChargePointState(Payload):
     allocated_a: Amps
     state: ChargePointStatus
     reason: Annotated[str, Field(min_length=1)]
+    plan: PlanState | None = None
 
 
 class CircuitState(Payload):
@@ -229,6 +231,125 @@ class SiteState(Payload):
     window_ends_at: Timestamp | None = None
     battery_soc_pct: Annotated[float, Field(ge=0, le=100)] | None = None
     battery_w: Watts | None = None  # + discharging into the house, − charging
+
+
+#: At most this many slots in one tariff or forecast message (15-minute slots over four days, with room).
+MAX_FORECAST_SLOTS = 1000
+
+
+class _Slot(BaseModel):
+    """One interval `[start, end)` of a tariff or forecast (no `v` of its own: the message carries it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start: Timestamp
+    end: Timestamp
+
+    @model_validator(mode="after")
+    def _ordered(self) -> _Slot:
+        if self.end <= self.start:
+            raise ValueError("a slot's end must be after its start")
+        return self
+
+
+class PriceSlot(_Slot):
+    price: Annotated[float, Field(allow_inf_nan=False)]  # per kWh, in the message's currency; may be negative
+
+
+class SolarSlot(_Slot):
+    power_w: NonNegativeWatts  # expected mean PV generation over the slot
+
+
+class Co2Slot(_Slot):
+    g_per_kwh: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+SlotT = TypeVar("SlotT", bound=_Slot)
+
+
+def _contiguous(slots: list[SlotT]) -> list[SlotT]:
+    for before, after in itertools.pairwise(slots):
+        if after.start != before.end:
+            raise ValueError(
+                f"slots must be sorted and contiguous: one ends {before.end}, the next starts {after.start}"
+            )
+    return slots
+
+
+class Tariff(Payload):
+    """`<p>/tariff/grid` (import price) and `<p>/tariff/feedin` (export earnings), retained."""
+
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    slots: Annotated[list[PriceSlot], Field(max_length=MAX_FORECAST_SLOTS), AfterValidator(_contiguous)]
+
+
+class SolarForecast(Payload):
+    """`<p>/forecast/solar`, retained: expected PV generation."""
+
+    slots: Annotated[list[SolarSlot], Field(max_length=MAX_FORECAST_SLOTS), AfterValidator(_contiguous)]
+
+
+class Co2Forecast(Payload):
+    """`<p>/forecast/co2`, retained, optional: the grid's carbon intensity."""
+
+    slots: Annotated[list[Co2Slot], Field(max_length=MAX_FORECAST_SLOTS), AfterValidator(_contiguous)]
+
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+PlanStrategy = Literal["cheapest", "continuous", "solar_only"]
+PlanStatus = Literal["on_track", "at_risk", "overrun", "met", "needs_capacity"]
+_CLOCK_TIME = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class PlanRequest(Payload):
+    """The value of `<p>/vehicle/<vin>/plan/set` (`soc_pct`) or `<p>/evse/<evse_id>/plan/set` (`energy_wh`)."""
+
+    soc_pct: Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)] | None = None
+    energy_wh: Annotated[float, Field(gt=0, le=500_000, allow_inf_nan=False)] | None = None
+    by: Annotated[str, Field(pattern=_CLOCK_TIME)] | Timestamp = Field(
+        description="HH:MM: the next such local time; or an ISO 8601 time with its offset"
+    )
+    repeat: Annotated[list[Weekday], Field(min_length=1, max_length=7)] | None = None
+    strategy: PlanStrategy = "cheapest"
+
+    @model_validator(mode="after")
+    def _one_target(self) -> PlanRequest:
+        if (self.soc_pct is None) == (self.energy_wh is None):
+            raise ValueError("give exactly one of soc_pct and energy_wh")
+        if self.repeat is not None and not isinstance(self.by, str):
+            raise ValueError("repeat needs `by` as a local time HH:MM")
+        return self
+
+
+class PlanTarget(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    soc_pct: Annotated[float, Field(gt=0, le=100)] | None = None
+    energy_wh: Annotated[float, Field(gt=0)] | None = None
+
+
+class PlanSlotState(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start: Timestamp
+    end: Timestamp
+    power_w: NonNegativeWatts
+
+
+class PlanState(Payload):
+    """A charge point's departure plan in `allocator/state` (null when it has none)."""
+
+    target: PlanTarget
+    by: Timestamp
+    strategy: PlanStrategy
+    needed_wh: NonNegativeWatts  # still to charge, at the wall
+    solar_expected_wh: NonNegativeWatts  # of that, what the forecast surplus should bring before `by`
+    grid_wh: NonNegativeWatts  # what the planned slots buy from the grid
+    cost: float  # of grid_wh at the grid tariff, in `currency`
+    currency: str | None = None
+    slots: list[PlanSlotState]
+    status: PlanStatus
+    reason: str = ""
 
 
 class AllocatorState(Payload):
@@ -327,6 +448,10 @@ PAYLOAD_MODELS: dict[str, type[BaseModel]] = {
     "HistoryResponse": HistoryResponse,
     "ErrorEvent": ErrorEvent,
     "Usage": Usage,
+    "Tariff": Tariff,
+    "SolarForecast": SolarForecast,
+    "Co2Forecast": Co2Forecast,
+    "PlanRequest": PlanRequest,
     "Command": CommandEnvelope,
 }
 

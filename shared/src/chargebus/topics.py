@@ -118,6 +118,44 @@ TOPICS: tuple[TopicSpec, ...] = (
         who="allocator → battery automation",
     ),
     TopicSpec(
+        "tariff_grid", "tariff/grid", "in/out", retained=True, payload="Tariff", who="forecast, anyone → allocator"
+    ),
+    TopicSpec(
+        "tariff_feedin", "tariff/feedin", "in/out", retained=True, payload="Tariff", who="forecast, anyone → allocator"
+    ),
+    TopicSpec(
+        "forecast_solar",
+        "forecast/solar",
+        "in/out",
+        retained=True,
+        payload="SolarForecast",
+        who="forecast, anyone → allocator",
+    ),
+    TopicSpec(
+        "forecast_co2",
+        "forecast/co2",
+        "in/out",
+        retained=True,
+        payload="Co2Forecast",
+        who="forecast, anyone → allocator",
+    ),
+    TopicSpec(
+        "vehicle_plan_set",
+        "vehicle/{vin}/plan/set",
+        "in",
+        retained=False,
+        payload="PlanRequest with soc_pct, or default (clears)",
+        who="users → allocator",
+    ),
+    TopicSpec(
+        "evse_plan_set",
+        "evse/{evse_id}/plan/set",
+        "in",
+        retained=False,
+        payload="PlanRequest with energy_wh, or default (clears)",
+        who="users → allocator",
+    ),
+    TopicSpec(
         "evse_mode_set",
         "evse/{evse_id}/mode/set",
         "in",
