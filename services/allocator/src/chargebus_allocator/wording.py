@@ -16,3 +16,7 @@ def amps(value: float) -> str:
 
 def seconds(value: float) -> str:
     return f"{max(0, round(value))} s"
+
+
+def kilowatt_hours(value_wh: float) -> str:
+    return f"{value_wh / 1000:.1f} kWh"
