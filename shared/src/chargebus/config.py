@@ -362,6 +362,8 @@ class EvseSettings(Section):
 
 class VehicleSettings(Section):
     priority: Priority = 0
+    # The usable battery capacity, for departure plans by SoC; 0 = learn it from the car's reports.
+    battery_wh: Annotated[float, Field(ge=0, le=500_000, allow_inf_nan=False)] = 0
 
 
 Percent = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
@@ -417,6 +419,19 @@ class AllocatorConfig(Section):
     # Site limits: bind every mode. 0 = none.
     max_import_w: Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)] = 0
     import_average: ImportAverage = Field(default_factory=ImportAverage)
+    # Departure plans: the house's usual load the forecast sun must cover first (one value, or 24: by local hour),
+    # and the share of wall energy that reaches the battery (SoC plans turn %-points into wall Wh with it).
+    house_load_w: Annotated[list[Annotated[float, Field(ge=0, le=1_000_000)]], Field(min_length=1, max_length=24)] = (
+        Field(default_factory=lambda: [400.0])
+    )
+    charge_efficiency: Annotated[float, Field(gt=0.5, le=1.0)] = 0.9
+
+    @field_validator("house_load_w")
+    @classmethod
+    def _one_or_24(cls, value: list[float]) -> list[float]:
+        if len(value) not in (1, 24):
+            raise ValueError("give one value, or 24 (one per local hour from 00:00)")
+        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -549,7 +549,7 @@ class _Round:
         if context is None or context.limit != limit:
             phrase = reasons.mode_phrase(mode, point, self.inputs.charge_now_until)
             context = reasons.context(phrase, budget_w, sharing, self.settings.share, limit=limit)
-            if mode not in ("schedule", "charge_now"):  # the others read the same for everyone
+            if mode not in ("schedule", "charge_now", "plan"):  # the others read the same for everyone
                 contexts[mode] = context
         slot = None
         if share.slot is not None:

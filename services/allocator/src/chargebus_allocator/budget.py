@@ -16,9 +16,12 @@ from chargebus_allocator.model import ChargePoint, GridReading, PointMode
 
 
 def point_mode(point: ChargePoint, global_mode: Mode, charge_now_until: float | None, now: float) -> PointMode:
-    """Precedence: charge-now (global or its EVSE) > an active schedule window > its EVSE's override > global."""
+    """Precedence: charge-now (global or its EVSE) > a plan's slot or a schedule window, the larger cap winning >
+    its EVSE's override > global."""
     if _running(charge_now_until, now) or _running(point.charge_now_until, now):
         return "charge_now"
+    if point.plan_cap_w is not None and (point.schedule_cap_w is None or point.plan_cap_w >= point.schedule_cap_w):
+        return "plan"
     if point.schedule_cap_w is not None:
         return "schedule"
     return point.mode if point.mode is not None else global_mode
@@ -33,7 +36,7 @@ def _running(until: float | None, now: float) -> bool:
 
 
 def served_first(mode: PointMode) -> bool:
-    return mode in ("now", "schedule", "charge_now")
+    return mode in ("now", "schedule", "charge_now", "plan")
 
 
 def delayed(mode: PointMode) -> bool:
@@ -42,9 +45,11 @@ def delayed(mode: PointMode) -> bool:
 
 
 def max_power_w(point: ChargePoint, mode: PointMode) -> float:
-    """Its own maximum, capped by a schedule window's power while one covers it."""
+    """Its own maximum, capped by a schedule window's or a plan slot's power while one covers it."""
     if mode == "schedule" and point.schedule_cap_w is not None:
         return min(point.max_power_w, point.schedule_cap_w)
+    if mode == "plan" and point.plan_cap_w is not None:
+        return min(point.max_power_w, point.plan_cap_w)
     return point.max_power_w
 
 

@@ -10,9 +10,21 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
-from chargebus.schema import EVSE_ID_PATTERN, MODES, VIN_PATTERN, Mode, vin_check_digit_ok
+from chargebus.schema import (
+    EVSE_ID_PATTERN,
+    MODES,
+    VIN_PATTERN,
+    Mode,
+    PlanRequest,
+    describe_validation_error,
+    vin_check_digit_ok,
+)
+from pydantic import ValidationError
+
+from chargebus_allocator.plans import StoredPlan
 
 DEFAULT = "default"
 PRIORITY_MIN, PRIORITY_MAX = -1000, 1000
@@ -166,3 +178,63 @@ def _vin_list(name: str, raw: Any, warnings: list[str]) -> tuple[str, ...]:
 def _show(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+#: A new plan set in parts (say from Home Assistant's target-SoC number alone) departs at this local time.
+DEFAULT_DEPARTURE = "07:00"
+
+
+def plan_request(
+    value: Any, existing: PlanRequest | None, target: Literal["soc_pct", "energy_wh"]
+) -> PlanRequest | None:
+    """`plan/set`: a plan, or `default` (None: clear it). Fields left out keep the plan's current ones, so one
+    setting can change at a time; a new plan needs its target (`soc_pct` for a car, `energy_wh` for an EVSE) and
+    departs at `DEFAULT_DEPARTURE` unless `by` says otherwise."""
+    if value == DEFAULT:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError(  # noqa: TRY004 - an input error, reported as such
+            f'plan takes an object like {{"{target}": …, "by": "07:00"}} or {DEFAULT}, got {_show(value)}'
+        )
+    other = "energy_wh" if target == "soc_pct" else "soc_pct"
+    if other in value:
+        where = (
+            "a car's plan (vehicle/<vin>/plan/set)" if target == "soc_pct" else "an EVSE's plan (evse/<id>/plan/set)"
+        )
+        raise ValueError(f"{where} takes {target}, not {other}")
+    base: dict[str, Any] = {"by": DEFAULT_DEPARTURE}
+    if existing is not None:
+        base = existing.model_dump(mode="json", exclude={"v"}, exclude_none=True)
+        if "by" in value and "repeat" not in value and isinstance(value["by"], str) and "T" in value["by"]:
+            base.pop("repeat", None)  # a fixed departure replaces a repeating one
+    merged = {**base, **value}
+    if target not in merged:
+        raise ValueError(f"no plan yet: give {target} (and by) to start one")
+    try:
+        return PlanRequest.model_validate(merged)
+    except ValidationError as exc:
+        raise ValueError(describe_validation_error(exc)) from None
+
+
+def stored_plan(value: Any) -> StoredPlan:
+    """A plan as the state file keeps it: `{"request": {...}, "deadline": ISO or null}`."""
+    if not isinstance(value, dict) or set(value) != {"request", "deadline"}:
+        raise ValueError('a plan override is {"request": {...}, "deadline": ...}')
+    try:
+        request = PlanRequest.model_validate(value["request"])
+    except ValidationError as exc:
+        raise ValueError(describe_validation_error(exc)) from None
+    deadline = value["deadline"]
+    if deadline is None:
+        if request.repeat is None:
+            raise ValueError("a plan that does not repeat needs its deadline")
+        return StoredPlan(request, None)
+    if not isinstance(deadline, str):
+        raise ValueError("a plan's deadline is an ISO 8601 time")  # noqa: TRY004
+    try:
+        moment = datetime.fromisoformat(deadline)
+    except ValueError:
+        raise ValueError(f"invalid deadline {deadline!r}") from None
+    if moment.tzinfo is None:
+        raise ValueError(f"deadline {deadline!r} has no time zone")
+    return StoredPlan(request, moment.timestamp())

@@ -31,15 +31,19 @@ from zoneinfo import ZoneInfo
 from chargebus.config import AllocatorServiceConfig, CircuitConfig, ScheduleConfig
 from chargebus.schema import (
     AllocatorState,
+    Co2Forecast,
     EvseState,
     Setpoint,
     SiteState,
+    SolarForecast,
+    Tariff,
     VehicleState,
     parse_for_topic,
+    parse_payload,
 )
 from chargebus.topics import BRIDGES, Topics, owning_bridge
 
-from chargebus_allocator import report, schedules, site
+from chargebus_allocator import budget, report, schedules, site
 from chargebus_allocator.allocate import allocate
 from chargebus_allocator.house_meters import GridFigure, HouseMeters, MeterValue
 from chargebus_allocator.merge import Authorization, EvseSettings, VehicleSettings, merge
@@ -55,7 +59,7 @@ from chargebus_allocator.model import (
     Settings,
     Timer,
 )
-from chargebus_allocator.overrides import Overrides, evse_key_prefix, vehicle_key_prefix
+from chargebus_allocator.overrides import PLAN, Overrides, evse_key, evse_key_prefix, vehicle_key, vehicle_key_prefix
 from chargebus_allocator.pairing import (
     FOLLOW_S_DIRECT,
     FOLLOW_S_SLOW,
@@ -68,6 +72,7 @@ from chargebus_allocator.pairing import (
     measurement_time,
     pair,
 )
+from chargebus_allocator.plans import PlanBook, PlanContext
 
 #: A round runs at least this often, so hysteresis delays and timers move on without input.
 TICK_S = 5.0
@@ -142,6 +147,8 @@ class Engine:
     #: `MAX_SEEN` of each so a flood of made-up states cannot grow them without bound.
     seen_evses: set[str] = field(default_factory=set)
     seen_vins: set[str] = field(default_factory=set)
+    plan_book: PlanBook = field(default_factory=PlanBook)  # departure plans: tariff, forecasts, the last planning
+    plans_ended: list[str] = field(default_factory=list)  # plans that were for one departure only and are done
 
     def __post_init__(self) -> None:
         allocator = self.config.allocator
@@ -186,10 +193,34 @@ class Engine:
             return self.vehicles.pop(vin, None) is not None
         state = parse_for_topic(VehicleState, payload, "vin", vin)
         _remember(self.seen_vins, vin)
+        self.plan_book.learner.observe(vin, state.soc_pct, state.charge_energy_added_wh)
         if self.vehicles.get(vin) == state:
             return False
         self.vehicles[vin] = state
         return True
+
+    def outlook_message(self, key: str, payload: bytes) -> bool:
+        """A tariff or forecast (`tariff_grid`, `tariff_feedin`, `forecast_solar`, `forecast_co2`); an empty payload
+        clears it. A bad one raises PayloadError and the last good one stays. True when it changed."""
+        book = self.plan_book
+        if key == "tariff_grid":
+            value = parse_payload(Tariff, payload) if payload else None
+            changed, book.tariff = value != book.tariff, value
+        elif key == "tariff_feedin":
+            value = parse_payload(Tariff, payload) if payload else None
+            changed, book.feedin = value != book.feedin, value
+        elif key == "forecast_solar":
+            solar = parse_payload(SolarForecast, payload) if payload else None
+            changed, book.solar = solar != book.solar, solar
+        else:
+            co2 = parse_payload(Co2Forecast, payload) if payload else None
+            changed, book.co2 = co2 != book.co2, co2
+        book.dirty = book.dirty or changed
+        return changed
+
+    def plans_changed(self) -> None:
+        """A plan was set or cleared: plan again at the next round."""
+        self.plan_book.dirty = True
 
     def known_evse(self, evse_id: str) -> bool:
         """May a command name this EVSE (docs/contract.md §3.3): configured, seen in a state since the start, or
@@ -348,19 +379,63 @@ class Engine:
         windows = self.schedules()
         if windows:
             points = schedules.with_schedule_caps(points, schedules.active_windows(windows, self.timezone, now))
-        figure = self.grid_figure(points, now)
         settings = Settings(
             mode=overrides.mode() or allocator.mode,
             reserve_w=allocator.reserve_w,
             share=allocator.share,
             delays=Delays(allocator.enable_delay_s, allocator.disable_delay_s, allocator.min_on_s, allocator.min_off_s),
         )
+        points = self._planned(points, settings, now)
+        figure = self.grid_figure(points, now)
         # Staleness is decided here, per meter (each has its own stale_after_s): a fresh figure is as of now.
         grid = self._paired_reading(points, figure, settings, now)
         circuits = tuple(self._circuit(circuit) for circuit in allocator.circuits)
         battery = self._battery(now)
         limit = self._site_limit(figure, grid, battery, now)
         return Inputs(points, circuits, grid, overrides.charge_now_until(), settings, limit, battery), figure
+
+    def _planned(self, points: tuple[ChargePoint, ...], settings: Settings, now: float) -> tuple[ChargePoint, ...]:
+        """Plan when due (docs/planning.md), and mark the charge points a planned slot covers now."""
+        plans = self.overrides.plans()
+        if not plans and not self.plan_book.planned:
+            return points
+        allocator = self.config.allocator
+        charge_now = self.overrides.charge_now_until()
+        solar_modes = frozenset(
+            p.key for p in points if budget.point_mode(p, settings.mode, charge_now, now) in ("solar", "minsolar")
+        )
+        capacity = dict(self.plan_book.learner.learned_wh)
+        capacity.update({vin: car.battery_wh for vin, car in allocator.vehicles.items() if car.battery_wh > 0})
+        context = PlanContext(
+            plans=plans,
+            session_wh={evse_id: state.session_energy_wh for evse_id, state in self.evses.items()},
+            capacity_wh=capacity,
+            solar_modes=solar_modes,
+            circuits=tuple(self._circuit(circuit) for circuit in allocator.circuits),
+            zone=self.timezone,
+            efficiency=allocator.charge_efficiency,
+            house_load_w=tuple(allocator.house_load_w),
+            max_import_w=self.import_cap_w(),
+        )
+        if self.plan_book.due(points, context, now):
+            self.plan_book.plan(points, context, now)
+            self._end_finished_plans(points, now)
+        return self.plan_book.apply(points, now)
+
+    def _end_finished_plans(self, points: Sequence[ChargePoint], now: float) -> None:
+        """A plan for one departure ends once that departure has passed and it is met or the car has gone."""
+        by_key = {point.key: point for point in points}
+        for key, planned in list(self.plan_book.planned.items()):
+            if planned.stored.deadline is None or planned.by > now:
+                continue
+            point = by_key.get(key)
+            if planned.need.status == "met" or point is None or not point.plugged_in:
+                for owner, stored in self.overrides.plans().items():
+                    if stored is planned.stored:
+                        for name in (vehicle_key(owner, PLAN), evse_key(owner, PLAN)):
+                            if self.overrides.put(name, None, now):
+                                self.plans_ended.append(name)
+                del self.plan_book.planned[key]
 
     def import_cap_w(self) -> float | None:
         return site.import_cap_w(self.config.allocator.max_import_w, self.overrides.grid_limit_w())
@@ -449,6 +524,8 @@ class Engine:
         events = [f"event=override_expired key={key}" for key in expired]
         events += [f"event=meter_fresh meter={name}" for name in back]
         inputs, figure = self._inputs(now)
+        ended, self.plans_ended = self.plans_ended, []
+        events += [f"event=plan_ended key={key}" for key in ended]
         notices += self._house_notes(figure, events)
         started = time.perf_counter()
         allocation, self.timers = allocate(inputs, self.timers, now)
@@ -461,6 +538,7 @@ class Engine:
             compute_ms=compute_ms,
             overrides=self.overrides.listing(),
             site=self.site_state(allocation, now),
+            plans=self.plan_book.states(),
         )
         state_key = state.model_dump(exclude=set(_VOLATILE_STATE))
         publish_state = state_key != self.state_key or now - self.state_at >= STATE_EVERY_S
@@ -488,7 +566,7 @@ class Engine:
             state=state if publish_state else None,
             notices=notices,
             events=events,
-            overrides_changed=bool(expired),
+            overrides_changed=bool(expired or ended),
             next_wake=self._next_wake(now),
             battery_hold=hold_out,
         )
@@ -545,6 +623,9 @@ class Engine:
             if edge is not None:
                 deadlines.append(edge + _LATE_S)
         deadlines += [end + _LATE_S for end in self.overrides.timer_ends()]
+        plan_edge = self.plan_book.next_change(now)
+        if plan_edge is not None:
+            deadlines.append(plan_edge + _LATE_S)
         return max(now, min(deadlines))
 
 
@@ -553,7 +634,7 @@ def _event_signature(point: ChargePoint) -> tuple[object, ...]:
     return (
         point.key, point.controllable, point.online, point.plugged_in, point.wants_charge, point.authorized,
         point.charging, point.min_power_w, point.max_power_w, point.mode, point.priority, point.charge_now_until,
-        point.schedule_cap_w,
+        point.schedule_cap_w, point.plan_cap_w,
     )  # fmt: skip
 
 

@@ -16,8 +16,8 @@ Phase = Literal["L1", "L2", "L3"]
 #: The physical phase(s) an EVSE is wired to; a car using fewer phases loads the first ones.
 Wiring = Literal["L1", "L2", "L3", "L1L2L3"]
 ShareRule = Literal["fair", "priority"]
-#: How a charge point is served this round: the schema's modes, plus the two that act like `now`.
-PointMode = Literal["off", "now", "solar", "minsolar", "schedule", "charge_now"]
+#: How a charge point is served this round: the schema's modes, plus the three that act like `now`.
+PointMode = Literal["off", "now", "solar", "minsolar", "schedule", "charge_now", "plan"]
 TimerPhase = Literal["idle", "starting", "charging", "stopping"]
 
 
@@ -51,6 +51,7 @@ class ChargePoint:
     mode: Mode | None = None  # per-EVSE override
     charge_now_until: float | None = None  # per-EVSE charge-now timer
     schedule_cap_w: float | None = None  # set while a schedule window covers this charge point
+    plan_cap_w: float | None = None  # set while a departure plan's slot covers it (or its plan is overrun)
     soc_pct: float | None = None
     charge_limit_pct: float | None = None
 

@@ -11,6 +11,7 @@ keeps them across restarts:
 | `evse/<evse_id>/priority` | that EVSE's priority |
 | `evse/<evse_id>/charge_now` | when that EVSE's charge-now timer ends |
 | `vehicle/<vin>/priority` | that car's priority |
+| `vehicle/<vin>/plan`, `evse/<evse_id>/plan` | a departure plan: `{"request": PlanRequest, "deadline": ISO or null}` |
 | `schedules` | the schedule windows in force instead of `[[allocator.schedules]]` (a list as in the config) |
 | `schedules_enabled` | `false` switches every schedule window off (`true` = as without the override) |
 | `vins` | `{"allow": [...], "deny": [...]}` instead of `allowed_vins` / `denied_vins` |
@@ -33,6 +34,7 @@ from pydantic import ValidationError
 
 from chargebus_allocator import commands, schedules
 from chargebus_allocator.commands import VinLists
+from chargebus_allocator.plans import StoredPlan
 
 MODE = "mode"
 CHARGE_NOW = "charge_now"
@@ -40,10 +42,11 @@ SCHEDULES = "schedules"
 SCHEDULES_ENABLED = "schedules_enabled"
 VINS = "vins"
 GRID_LIMIT = "grid_limit"
+PLAN = "plan"
 FILE_VERSION = 1
 
-#: A mode, a priority, the epoch end of a charge-now timer, a switch, the schedule windows or the VIN lists.
-Value = str | float | bool | tuple[ScheduleConfig, ...] | VinLists
+#: A mode, a priority, the epoch end of a charge-now timer, a switch, the schedule windows, the VIN lists or a plan.
+Value = str | float | bool | tuple[ScheduleConfig, ...] | VinLists | StoredPlan
 
 
 def evse_key(evse_id: str, setting: str) -> str:
@@ -141,6 +144,19 @@ class Overrides:
     def grid_limit_w(self) -> float | None:
         return self._number(GRID_LIMIT)
 
+    def plans(self) -> dict[str, StoredPlan]:
+        """Every departure plan, by the VIN or EVSE id it was set for."""
+        found = {}
+        for key, entry in self.entries.items():
+            parts = key.split("/")
+            if len(parts) == 3 and parts[2] == PLAN and isinstance(entry.value, StoredPlan):
+                found[parts[1]] = entry.value
+        return found
+
+    def plans_entry(self, key: str) -> StoredPlan | None:
+        value = self._value(key)
+        return value if isinstance(value, StoredPlan) else None
+
     def evse_ids(self) -> set[str]:
         return {key.split("/")[1] for key in self.entries if key.startswith("evse/")}
 
@@ -180,9 +196,9 @@ def _checked(key: str, value: Any) -> Value:
     """The same rules as the commands that set them: a hand-edited file cannot smuggle in a bad value."""
     parts = key.split("/")
     setting = parts[-1]
-    if len(parts) == 3 and parts[0] == "evse" and setting in (MODE, "priority", CHARGE_NOW):
+    if len(parts) == 3 and parts[0] == "evse" and setting in (MODE, "priority", CHARGE_NOW, PLAN):
         commands.evse(parts[1])
-    elif len(parts) == 3 and parts[0] == "vehicle" and setting == "priority":
+    elif len(parts) == 3 and parts[0] == "vehicle" and setting in ("priority", PLAN):
         commands.vin(parts[1])
     elif len(parts) != 1 or setting not in (MODE, CHARGE_NOW, SCHEDULES, SCHEDULES_ENABLED, VINS, GRID_LIMIT):
         raise ValueError("unknown override key")
@@ -204,6 +220,7 @@ _CHECKS: dict[str, Callable[[Any], Value | None]] = {
     SCHEDULES_ENABLED: commands.schedules_enabled,
     VINS: _vin_lists,
     GRID_LIMIT: commands.grid_limit,
+    PLAN: commands.stored_plan,
 }
 
 
@@ -228,7 +245,7 @@ def _as_mode(value: Value | None) -> Mode | None:
 
 
 def _number(value: Value) -> float:
-    if isinstance(value, tuple | VinLists | str):
+    if isinstance(value, tuple | VinLists | str | StoredPlan):
         raise TypeError(f"not a number: {value!r}")  # a key holding another kind of value: a programming error
     return float(value)
 
@@ -241,6 +258,9 @@ def _shown(key: str, value: Value) -> Any:
         return [window.model_dump(mode="json") for window in value]
     if isinstance(value, VinLists):
         return value.as_json()
+    if isinstance(value, StoredPlan):
+        deadline = iso_utc(value.deadline) if value.deadline is not None else None
+        return {"request": value.request.model_dump(mode="json", exclude={"v"}), "deadline": deadline}
     return value
 
 

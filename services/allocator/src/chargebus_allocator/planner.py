@@ -3,8 +3,9 @@
 Pure: time comes in as epoch seconds, prices and forecasts as slots; nothing here reads the clock or MQTT.
 docs/planning.md explains the rules; in short:
 
-- Time is cut into clock-aligned quarter hours from now to the latest departure (the first one is what is left of
-  the present quarter). Every plan is made in the same grid, so two plans on one circuit share its amperes.
+- Time is cut into clock-aligned quarter hours from now to the latest departure (the first one is what is left
+  of the present quarter; a departure inside a quarter cuts it there). Every plan is made in the same grid, so
+  two plans on one circuit share its amperes.
 - Plans are made one after the other: higher priority first, then the earlier departure, then the id. Each takes
   what the earlier ones left: circuit room per phase, the site's import cap, and the forecast sun.
 - The sun first: a charge point whose mode takes solar surplus counts on the forecast generation minus the house's
@@ -86,7 +87,7 @@ class PlannedSlot:
 @dataclass(frozen=True, slots=True)
 class Plan:
     key: str
-    slots: tuple[PlannedSlot, ...]  # what is bought from the grid (served like `now` at up to power_w)
+    slots: tuple[PlannedSlot, ...]  # quarters that buy from the grid (served like `now` at up to power_w)
     solar_expected_wh: float
     grid_wh: float
     cost: float
@@ -112,7 +113,7 @@ class _Quarter:
     price: float | None
     co2: float | None
     surplus_w: float  # forecast sun left after the house and earlier plans
-    import_room_w: float  # what the site cap still lets every plan draw together (inf for no cap)
+    import_room_w: float  # what the site cap still lets the plans draw together: cap − house + sun (inf: no cap)
     room_a: list[float]  # per circuit slot
 
     @property
@@ -126,18 +127,21 @@ def plan_jointly(goals: Sequence[Goal], outlook: Outlook, circuits: Sequence[Cir
         return {}
     network = Network(build_tree(circuits))
     last = min(max(*(goal.by for goal in goals), now + QUARTER_S), now + HORIZON_S)
-    grid = _quarters(now, last, outlook, network.free())
+    cuts = {goal.by for goal in goals if now < goal.by < last}
+    grid = _quarters(now, last, cuts, outlook, network.free())
     plans: dict[str, Plan] = {}
     for goal in sorted(goals, key=lambda g: (-g.point.priority, g.by, g.point.id)):
         plans[goal.point.key] = _plan_one(goal, grid, network.footprint(goal.point), outlook, now)
     return plans
 
 
-def _quarters(now: float, last: float, outlook: Outlook, room_a: list[float]) -> list[_Quarter]:
+def _quarters(now: float, last: float, cuts: set[float], outlook: Outlook, room_a: list[float]) -> list[_Quarter]:
+    """Quarter hours from now to `last`, also cut at each departure so a plan's last one ends at its departure."""
     out: list[_Quarter] = []
     start = now
     while start < last:
         end = min((math.floor(start / QUARTER_S) + 1) * QUARTER_S, last)
+        end = min([end, *(cut for cut in cuts if start < cut < end)])
         middle = (start + end) / 2
         load = _house_load_w(outlook, middle)
         sun = _value_at(outlook.solar_w, middle) or 0.0
@@ -178,14 +182,14 @@ class _Planning:
         self.grid = grid
         self.footprint = footprint
         self.now = now
-        self.window = [i for i, quarter in enumerate(grid) if quarter.start < goal.by]
+        self.window = [i for i, quarter in enumerate(grid) if quarter.end <= goal.by]
         self.solar_w = [0.0] * len(grid)
         self.grid_w = [0.0] * len(grid)
 
     def room_w(self, i: int) -> float:
         """What this charge point may still draw in quarter i: its maximum, the circuits' and the site's room."""
         quarter = self.grid[i]
-        room = min(self.point.max_power_w, quarter.import_room_w + self.solar_w[i]) - self.solar_w[i] - self.grid_w[i]
+        room = min(self.point.max_power_w - self.solar_w[i] - self.grid_w[i], quarter.import_room_w)
         for slot, amps_per_w in self.footprint.steady:
             room = min(room, quarter.room_a[slot] / amps_per_w)
         return max(0.0, room)
@@ -194,12 +198,12 @@ class _Planning:
         quarter = self.grid[i]
         for slot, amps_per_w in self.footprint.steady:
             quarter.room_a[slot] -= amps_per_w * watts
+        quarter.import_room_w -= watts  # the cap counts every draw: the sun's share is already in its room
         if solar:
             self.solar_w[i] += watts
             quarter.surplus_w -= watts
         else:
             self.grid_w[i] += watts
-            quarter.import_room_w -= watts
 
     def usable_w(self, i: int, wanted_w: float) -> float:
         """The power a quarter can give toward `wanted_w`: 0 when not even the minimum fits."""
@@ -345,13 +349,14 @@ def _overrun(planning: _Planning) -> Plan:
 
 
 def _runs(planning: _Planning) -> tuple[PlannedSlot, ...]:
-    """Consecutive quarters at the same power joined into one slot."""
+    """The quarters that buy from the grid, consecutive ones at the same power joined into one slot. A slot's power
+    is everything planned in it, the sun's part included: the charge point draws it all, whatever feeds it."""
     out: list[PlannedSlot] = []
     for i, watts in enumerate(planning.grid_w):
         if watts <= 0:
             continue
         quarter = planning.grid[i]
-        rounded = round(watts, 1)
+        rounded = round(watts + planning.solar_w[i], 1)
         if out and out[-1].end == quarter.start and out[-1].power_w == rounded:
             out[-1] = PlannedSlot(out[-1].start, quarter.end, rounded)
         else:

@@ -17,6 +17,8 @@ def mode_phrase(mode: PointMode, point: ChargePoint, charge_now_until: float | N
         return f"charge now until {when}"
     if mode == "schedule" and point.schedule_cap_w is not None:
         return f"schedule window, up to {wording.watts(point.schedule_cap_w)}"
+    if mode == "plan" and point.plan_cap_w is not None:
+        return f"departure plan slot, up to {wording.watts(point.plan_cap_w)}"
     return f"mode {mode}"
 
 

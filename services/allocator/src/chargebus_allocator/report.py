@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
-from chargebus.schema import AllocatorState, ChargePointState, CircuitState, Mode, Override, Setpoint, SiteState
+from chargebus.schema import (
+    AllocatorState,
+    ChargePointState,
+    CircuitState,
+    Mode,
+    Override,
+    PlanState,
+    Setpoint,
+    SiteState,
+)
 
 from chargebus_allocator.model import Allocation, PointMode, PointResult
 
-#: The contract knows four modes; a schedule window and charge-now both serve like `now`.
+#: The contract knows four modes; a schedule window, a plan slot and charge-now serve like `now`.
 _SCHEMA_MODE: dict[PointMode, Mode] = {
     "off": "off",
     "now": "now",
@@ -17,6 +26,7 @@ _SCHEMA_MODE: dict[PointMode, Mode] = {
     "minsolar": "minsolar",
     "schedule": "now",
     "charge_now": "now",
+    "plan": "now",
 }
 
 
@@ -31,7 +41,9 @@ def allocator_state(
     compute_ms: float,
     overrides: Sequence[Override] = (),
     site: SiteState | None = None,
+    plans: Mapping[str, PlanState] | None = None,
 ) -> AllocatorState:
+    plans = plans or {}
     until = allocation.charge_now_until
     return AllocatorState(
         mode=allocation.mode,
@@ -40,7 +52,7 @@ def allocator_state(
         grid_w=allocation.grid_w,
         surplus_w=allocation.surplus_w,
         overrides=list(overrides),
-        groups=[charge_point_state(result) for result in allocation.points],
+        groups=[charge_point_state(result, plans.get(result.charge_point.key)) for result in allocation.points],
         circuits=[
             CircuitState(
                 id=circuit.id,
@@ -56,7 +68,7 @@ def allocator_state(
     )
 
 
-def charge_point_state(result: PointResult) -> ChargePointState:
+def charge_point_state(result: PointResult, plan: PlanState | None = None) -> ChargePointState:
     point = result.charge_point
     return ChargePointState(
         vin=point.vin,
@@ -68,6 +80,7 @@ def charge_point_state(result: PointResult) -> ChargePointState:
         allocated_a=result.allocated_a,
         state=result.state,
         reason=result.reason,
+        plan=plan,
     )
 
 

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from chargebus.config import AllocatorServiceConfig
 from chargebus.ha import Discovery
@@ -22,13 +22,15 @@ from chargebus.mqtt import Incoming, Service
 from chargebus.schema import CommandEnvelope, PayloadError, decode_json, parse_command, transaction_in, transaction_of
 from chargebus.statefile import read_json_if_present, write_json
 
-from chargebus_allocator import commands, overrides, schedules, statefile
+from chargebus_allocator import commands, overrides, plans, schedules, statefile
 from chargebus_allocator.discovery import Features, HaSync
 from chargebus_allocator.engine import Engine, Notice, Round
 
 log = logging.getLogger("chargebus.allocator")
 
 SERVICE = "allocator"
+#: The retained inputs of departure planning (docs/planning.md).
+OUTLOOK_TOPICS = ("tariff_grid", "tariff_feedin", "forecast_solar", "forecast_co2")
 #: Rounds are at least this far apart (real time): messages arriving meanwhile are taken together.
 MIN_GAP_S = 0.005
 #: After connecting, wait this long (simulated time) for retained states and meters before the first round.
@@ -84,6 +86,10 @@ class Allocator:
         service.on_command(topics.filter("allocator_schedules_enabled_set"), self._on_schedules_enabled)
         service.on_command(topics.filter("allocator_grid_limit_set"), self._on_grid_limit)
         service.on_raw_command(topics.filter("allocator_vins_set"), self._on_vins)
+        service.on_raw_command(topics.filter("vehicle_plan_set"), self._on_vehicle_plan)
+        service.on_raw_command(topics.filter("evse_plan_set"), self._on_evse_plan)
+        for key in OUTLOOK_TOPICS:
+            service.on_message(topics.filter(key), self._on_outlook)
         service.on_message(topics.filter("status"), self._on_status)
         service.on_connect(self._on_connect)
         service.add_task("rounds", self._run_rounds)
@@ -120,6 +126,12 @@ class Allocator:
         self._changed()
         for notice in notices:
             await self.service.report_error(notice.topic, notice.payload, notice.error)
+
+    async def _on_outlook(self, message: Incoming) -> None:
+        key = message.parsed.key if message.parsed is not None else ""
+        if self.engine.outlook_message(key, message.payload):
+            log.info(f"service={SERVICE} event=outlook_received topic={message.topic} bytes={len(message.payload)}")
+            self._changed()
 
     async def _on_status(self, message: Incoming) -> None:
         """A service's presence: a bridge that went offline takes its EVSEs offline with it."""
@@ -199,6 +211,34 @@ class Allocator:
             )
         shown = f"allow={len(lists.allow)} deny={len(lists.deny)}" if lists is not None else None
         await self._override(overrides.VINS, lists, shown=shown)
+
+    async def _on_vehicle_plan(self, message: Incoming) -> None:
+        _check_size(message)
+        vin, _ = commands.vin(_topic_id(message, "vin"))
+        self._check_known_vin(vin)
+        await self._plan(message, overrides.vehicle_key(vin, overrides.PLAN), "soc_pct")
+
+    async def _on_evse_plan(self, message: Incoming) -> None:
+        _check_size(message)
+        evse_id = self._check_known_evse(commands.evse(_topic_id(message, "evse_id")))
+        await self._plan(message, overrides.evse_key(evse_id, overrides.PLAN), "energy_wh")
+
+    async def _plan(self, message: Incoming, key: str, target: Literal["soc_pct", "energy_wh"]) -> None:
+        """`plan/set`: the plan bare (`{"soc_pct": 80, "by": "07:00"}`), in the envelope, or `default`."""
+        command = _object_command(message.payload, ("soc_pct", "energy_wh", "by", "repeat", "strategy"))
+        existing = self.engine.overrides.plans_entry(key)
+        try:
+            request = commands.plan_request(command.value, existing.request if existing is not None else None, target)
+        except ValueError as exc:
+            raise PayloadError(str(exc), command.transaction) from None
+        stored = plans.store(request, self.engine.timezone, self.clock.time()) if request is not None else None
+        if stored is not None and existing is not None and stored.request == existing.request:
+            stored = existing  # the same plan again: keep its departure as first fixed
+        shown = None
+        if stored is not None:
+            shown = request.model_dump_json(exclude={"v"}, exclude_none=True) if request is not None else None
+        self.engine.plans_changed()
+        await self._override(key, stored, shown=shown)
 
     def _check_known_evse(self, evse_id: str) -> str:
         """Commands may name only EVSEs the allocator knows (docs/contract.md §3.3): nothing is stored for a
@@ -308,12 +348,17 @@ def _topic_id(message: Incoming, name: str) -> str:
 def _vins_command(payload: bytes) -> CommandEnvelope:
     """The lists may come bare (`{"allow": [...]}`, as docs/contract.md §5 shows them) or as the envelope's value
     (docs/contract.md §3)."""
+    return _object_command(payload, ("allow", "deny"))
+
+
+def _object_command(payload: bytes, fields: tuple[str, ...]) -> CommandEnvelope:
+    """An object value may come bare (with any of `fields` at the top) or as the envelope's value."""
     try:
         data = decode_json(payload)
     except PayloadError:
         data = None
-    if isinstance(data, dict) and "value" not in data and ("allow" in data or "deny" in data):
-        value = {key: item for key, item in data.items() if key != "transaction"}
+    if isinstance(data, dict) and "value" not in data and any(name in data for name in fields):
+        value = {key: item for key, item in data.items() if key not in ("transaction", "v")}
         return CommandEnvelope(value=value, transaction=transaction_of(data))
     return parse_command(payload)
 
