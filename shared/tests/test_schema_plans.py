@@ -1,4 +1,4 @@
-"""Tariffs, forecasts and plan requests (docs/contract.md §10): what is accepted and what is refused."""
+"""Tariffs, forecasts and plan requests (docs/planning.md §1, §2): what is accepted and what is refused."""
 
 from __future__ import annotations
 

@@ -169,6 +169,18 @@ BAD_VALUES: dict[str, list[bytes]] = {
         b'{"value": {"deny": [17]}}',
         b'{"value": {"allow": []}, "extra": 1}',
     ],
+    f"evse/{GOOD_EVSE}/plan/set": [
+        b"{",
+        b"tomorrow",
+        b'{"energy_wh": 9000, "by": "7am"}',  # not HH:MM
+        b'{"energy_wh": -5, "by": "07:00"}',
+        b'{"soc_pct": 80, "by": "07:00"}',  # an EVSE's plan is in energy
+        b'{"energy_wh": 9000, "by": "2027-01-15T07:00:00"}',  # no time zone
+        b'{"energy_wh": 9000, "by": "07:00", "strategy": "fastest"}',
+        b'{"energy_wh": 9000, "by": "07:00", "repeat": ["someday"]}',
+        b'{"strategy": "cheapest"}',  # no plan yet, and no target to start one
+        b'{"energy_wh": 9000, "colour": "red"}',
+    ],
 }
 OVERSIZE_TOPICS = (
     "allocator/mode/set",
@@ -177,6 +189,7 @@ OVERSIZE_TOPICS = (
     "allocator/schedules/set",
     "allocator/schedules_enabled/set",
     "allocator/vins/set",
+    f"evse/{GOOD_EVSE}/plan/set",
 )
 OVERSIZE = b'"' + b"a" * 100_000 + b'"'  # above the allocator's 64 KiB, below the runtime's limit
 HUGE = b"x" * 300_000  # above the runtime's limit

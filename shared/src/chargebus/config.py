@@ -421,9 +421,9 @@ class AllocatorConfig(Section):
     import_average: ImportAverage = Field(default_factory=ImportAverage)
     # Departure plans: the house's usual load the forecast sun must cover first (one value, or 24: by local hour),
     # and the share of wall energy that reaches the battery (SoC plans turn %-points into wall Wh with it).
-    house_load_w: Annotated[list[Annotated[float, Field(ge=0, le=1_000_000)]], Field(min_length=1, max_length=24)] = (
-        Field(default_factory=lambda: [400.0])
-    )
+    house_load_w: Annotated[list[Annotated[float, Field(ge=0, le=1_000_000)]], Field(min_length=1, max_length=24)] = [
+        400.0
+    ]
     charge_efficiency: Annotated[float, Field(gt=0.5, le=1.0)] = 0.9
 
     @field_validator("house_load_w")

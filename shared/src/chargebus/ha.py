@@ -15,7 +15,7 @@ from typing import Any, Literal
 from chargebus.mqtt import Incoming, Service
 from chargebus.topics import Topics
 
-Component = Literal["sensor", "binary_sensor", "select", "number", "switch", "button"]
+Component = Literal["sensor", "binary_sensor", "select", "number", "switch", "button", "text"]
 
 
 def software_version() -> str:

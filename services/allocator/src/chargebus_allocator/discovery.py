@@ -4,7 +4,9 @@ A `select` for the global mode, a `switch` for `schedules_enabled`, sensors for 
 `surplus_w`), a `number` for the runtime grid import limit; with a home battery, sensors for its SoC and power as
 the allocator sees them and a `binary_sensor` for `battery_hold`; with an import average, a sensor for the running
 window's average; per charge point
-sensors for its allocation and state, and per controllable EVSE a `number` for its priority. They all read
+sensors for its allocation and state, its departure plan's entities (a target number — SoC for a car, kWh for an EVSE
+without one —, a departure `text`, a strategy `select`, sensors for the plan's status, planned start and expected
+cost), and per controllable EVSE a `number` for its priority. They all read
 `allocator/state`; the charge point ones find their group in it by VIN (else by primary EVSE id). Entities of a
 charge point or EVSE that disappears are removed.
 """
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chargebus.ha import Discovery, Entity, availability, device, entity
-from chargebus.schema import MODES
+from chargebus.schema import MODES, PlanStrategy
 from chargebus.topics import Topics
 
 from chargebus_allocator.model import Allocation, ChargePoint
@@ -191,6 +193,74 @@ def point_entities(topics: Topics, point: ChargePoint) -> list[Entity]:
     ]
 
 
+STRATEGIES: tuple[PlanStrategy, ...] = ("cheapest", "continuous", "solar_only")
+#: What the departure text accepts: a local time, as `plan/set` takes it.
+DEPARTURE_PATTERN = "^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+def plan_entities(topics: Topics, point: ChargePoint) -> list[Entity]:
+    """A charge point's departure plan: each entity sends one field to `plan/set` (the rest of the plan stays)."""
+    state_topic = topics.build("allocator_state")
+    label = point.vin or point.id
+    pick = f"{{% for g in value_json.groups if {_group_filter(point)} %}}"
+    plan = pick + "{% if g.plan %}{{ "
+    end = " }}{% else %}None{% endif %}{% endfor %}"
+    if point.vin is not None:
+        command_topic = topics.build("vehicle_plan_set", vin=point.vin)
+        target = entity(
+            "number", f"allocator_{label}_plan_soc", f"{label} plan target SoC",
+            state_topic=state_topic, value_template=plan + "g.plan.target.soc_pct" + end,
+            command_topic=command_topic, command_template='{"soc_pct": {{ value }}}',
+            min=10, max=100, step=1, unit_of_measurement="%", mode="slider", **_common(topics),
+        )  # fmt: skip
+    else:
+        command_topic = topics.build("evse_plan_set", evse_id=point.id)
+        target = entity(
+            "number", f"allocator_{label}_plan_energy", f"{label} plan energy",
+            state_topic=state_topic, value_template=plan + "(g.plan.target.energy_wh / 1000) | round(1)" + end,
+            command_topic=command_topic, command_template='{"energy_wh": {{ (value | float * 1000) | round }}}',
+            min=1, max=150, step=0.5, unit_of_measurement="kWh", device_class="energy", mode="box", **_common(topics),
+        )  # fmt: skip
+    return [
+        target,
+        entity(
+            "text", f"allocator_{label}_plan_departure", f"{label} departure",
+            state_topic=state_topic, value_template=plan + "as_timestamp(g.plan.by) | timestamp_custom('%H:%M')" + end,
+            command_topic=command_topic, command_template='{"by": "{{ value }}"}',
+            pattern=DEPARTURE_PATTERN, min=5, max=5, **_common(topics),
+        ),
+        entity(
+            "select", f"allocator_{label}_plan_strategy", f"{label} plan strategy",
+            state_topic=state_topic, value_template=plan + "g.plan.strategy" + end,
+            command_topic=command_topic, command_template='{"strategy": "{{ value }}"}',
+            options=list(STRATEGIES), **_common(topics),
+        ),
+        entity(
+            "sensor", f"allocator_{label}_plan_status", f"{label} plan status",
+            state_topic=state_topic, value_template=pick + "{{ g.plan.status if g.plan else 'none' }}{% endfor %}",
+            json_attributes_topic=state_topic,
+            json_attributes_template=pick + "{{ ({'reason': g.plan.reason, 'needed_wh': g.plan.needed_wh, "
+            "'solar_expected_wh': g.plan.solar_expected_wh, 'grid_wh': g.plan.grid_wh, 'slots': g.plan.slots} "
+            "if g.plan else {}) | tojson }}{% endfor %}",
+            **_common(topics),
+        ),
+        entity(
+            "sensor", f"allocator_{label}_plan_start", f"{label} planned start",
+            state_topic=state_topic,
+            value_template=pick + "{{ g.plan.slots[0].start if g.plan and g.plan.slots else None }}{% endfor %}",
+            device_class="timestamp", **_common(topics),
+        ),
+        entity(
+            "sensor", f"allocator_{label}_plan_cost", f"{label} plan expected cost",
+            state_topic=state_topic, value_template=plan + "g.plan.cost" + end,
+            json_attributes_topic=state_topic,
+            json_attributes_template=pick + "{{ {'currency': g.plan.currency if g.plan else None} | tojson }}"
+            "{% endfor %}",
+            state_class="measurement", **_common(topics),
+        ),
+    ]  # fmt: skip
+
+
 def priority_entity(topics: Topics, evse_id: str) -> Entity:
     low, high = PRIORITY_RANGE
     return entity(
@@ -217,6 +287,7 @@ def entities_for(topics: Topics, allocation: Allocation, features: Features = Fe
         point = result.charge_point
         found.update({item.unique_id: item for item in point_entities(topics, point)})
         if point.controllable:
+            found.update({item.unique_id: item for item in plan_entities(topics, point)})
             for evse_id in point.members:
                 item = priority_entity(topics, evse_id)
                 found[item.unique_id] = item

@@ -1,0 +1,179 @@
+"""Departure plans through the engine on a fake clock: deadlines, needs, slots served like `now`, plan state.
+
+Everything happens in Berlin in January 2027: the evening of Thursday the 14th to Friday the 15th 07:00.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from chargebus.schema import PayloadError, PlanRequest
+from chargebus_allocator import plans
+from chargebus_allocator.engine import Engine, Round
+from chargebus_allocator.overrides import PLAN, evse_key, vehicle_key
+from chargebus_allocator.plans import CapacityLearner, next_local_time
+
+from services.allocator.tests.alloc_builders import VIN_A, feed_evse, feed_vehicle, make_engine
+
+BERLIN = ZoneInfo("Europe/Berlin")
+TWC = "twc-0001"
+FULL_W = 32 * 240
+
+
+def at(day: int, hour: int, minute: int = 0) -> float:
+    return datetime(2027, 1, day, hour, minute, tzinfo=BERLIN).timestamp()
+
+
+def tariff(start: float, prices: list[float]) -> bytes:
+    slots = [
+        {
+            "start": datetime.fromtimestamp(start + h * 3600, UTC).isoformat(),
+            "end": datetime.fromtimestamp(start + (h + 1) * 3600, UTC).isoformat(),
+            "price": price,
+        }
+        for h, price in enumerate(prices)
+    ]
+    return json.dumps({"v": 1, "currency": "EUR", "slots": slots}).encode()
+
+
+#: 18:00 on the 14th to 08:00 on the 15th: dear in the evening, cheapest from 02:00 to 04:00.
+NIGHT = tariff(at(14, 18), [0.40] * 5 + [0.30] * 3 + [0.12, 0.12] + [0.30] * 4)
+
+
+def engine_with_car(**allocator: Any) -> Engine:
+    settings = {"mode": "solar", "timezone": "Europe/Berlin", **allocator}
+    engine = make_engine(**settings)
+    feed_evse(engine, TWC, vin=VIN_A, plugged_in_at=datetime.fromtimestamp(at(14, 18), UTC))
+    feed_vehicle(engine, VIN_A, soc_pct=50.0, charge_limit_pct=90.0)
+    return engine
+
+
+def set_plan(engine: Engine, key: str, now: float, **request: Any) -> None:
+    engine.overrides.put(key, plans.store(PlanRequest.model_validate(request), engine.timezone, now), now)
+    engine.plans_changed()
+
+
+def round_at(engine: Engine, now: float, grid_w: float = 500.0) -> Round:
+    engine.meter_message("p/power/grid", str(grid_w).encode(), now)
+    return engine.compute(now)
+
+
+def group(result: Round) -> dict[str, Any]:
+    assert result.state is not None
+    data = json.loads(result.state.model_dump_json())
+    return data["groups"][0]  # type: ignore[no-any-return]
+
+
+def test_a_soc_plan_buys_the_cheap_night_hours_and_serves_them_like_now() -> None:
+    engine = engine_with_car(vehicles={VIN_A: {"battery_wh": 60_000}})
+    engine.outlook_message("tariff_grid", NIGHT)
+    set_plan(engine, vehicle_key(VIN_A, PLAN), at(14, 20), soc_pct=80, by="07:00")
+    evening = round_at(engine, at(14, 20))
+    shown = group(evening)
+    plan = shown["plan"]
+    assert plan["status"] == "on_track"
+    assert plan["by"] == "2027-01-15T06:00:00.000Z"  # 07:00 in Berlin
+    assert plan["needed_wh"] == 20_000.0  # 30 % of 60 kWh at 90 % efficiency
+    assert plan["currency"] == "EUR"
+    starts = [slot["start"] for slot in plan["slots"]]
+    assert starts[0] == "2027-01-15T01:00:00.000Z"  # 02:00 local: the cheapest hours first
+    assert shown["allocated_w"] == 0  # solar mode, no surplus: it waits for its slot
+
+    night = round_at(engine, at(15, 2, 30))
+    served = group(night)
+    assert served["allocated_w"] == FULL_W
+    assert served["mode"] == "now"
+    assert "departure plan slot" in served["reason"]
+    assert night.allocation.grid_charging  # so battery_hold would keep a home battery out of it
+
+
+def test_a_soc_plan_without_a_capacity_says_so_and_charges_by_its_mode() -> None:
+    engine = engine_with_car()
+    engine.outlook_message("tariff_grid", NIGHT)
+    set_plan(engine, vehicle_key(VIN_A, PLAN), at(14, 20), soc_pct=80, by="07:00")
+    result = round_at(engine, at(15, 2, 30))
+    assert group(result)["plan"]["status"] == "needs_capacity"
+    assert group(result)["allocated_w"] == 0
+
+
+def test_the_capacity_is_learned_from_the_cars_reports() -> None:
+    learner = CapacityLearner()
+    learner.observe(VIN_A, 40.0, 1000.0)
+    learner.observe(VIN_A, 45.0, 4000.0)
+    assert VIN_A not in learner.learned_wh  # 5 points are too few to trust
+    learner.observe(VIN_A, 52.0, 8200.0)
+    assert learner.learned_wh[VIN_A] == pytest.approx(60_000)
+    learner.observe(VIN_A, 52.0, 0.0)  # a new charge: the counter restarted; what was learned stays
+    assert learner.learned_wh[VIN_A] == pytest.approx(60_000)
+
+
+def test_an_energy_plan_counts_the_session_energy_and_is_met() -> None:
+    engine = make_engine(mode="solar", timezone="Europe/Berlin")
+    feed_evse(engine, TWC, session_energy_wh=2000.0)
+    engine.outlook_message("tariff_grid", NIGHT)
+    set_plan(engine, evse_key(TWC, PLAN), at(14, 20), energy_wh=9000, by="07:00")
+    assert group(round_at(engine, at(14, 20)))["plan"]["needed_wh"] == 7000.0
+    feed_evse(engine, TWC, session_energy_wh=9000.0)
+    plan = group(round_at(engine, at(14, 21)))["plan"]
+    assert plan["status"] == "met"
+    assert plan["slots"] == []
+
+
+def test_a_one_off_plan_overruns_past_departure_then_ends_when_met() -> None:
+    engine = make_engine(mode="off", timezone="Europe/Berlin")
+    feed_evse(engine, TWC, session_energy_wh=0.0)
+    set_plan(engine, evse_key(TWC, PLAN), at(15, 6), energy_wh=50_000, by="07:00")
+    late = round_at(engine, at(15, 7, 5))
+    assert group(late)["plan"]["status"] == "overrun"
+    assert group(late)["allocated_w"] == FULL_W  # mode off, yet the unmet plan keeps charging
+    feed_evse(engine, TWC, session_energy_wh=50_000.0)
+    done = round_at(engine, at(15, 7, 10))
+    assert "event=plan_ended key=evse/twc-0001/plan" in done.events
+    assert done.overrides_changed
+    assert engine.overrides.plans() == {}
+    assert group(round_at(engine, at(15, 7, 11)))["plan"] is None
+
+
+def test_a_bad_tariff_is_refused_and_the_last_good_one_stays() -> None:
+    engine = engine_with_car()
+    assert engine.outlook_message("tariff_grid", NIGHT)
+    with pytest.raises(PayloadError):
+        engine.outlook_message("tariff_grid", b'{"v":1,"currency":"EUR","slots":[{"start":"x"}]}')
+    assert engine.plan_book.tariff is not None
+    assert not engine.outlook_message("tariff_grid", NIGHT)  # the same again is no change
+
+
+def test_a_tariff_that_is_over_counts_as_absent() -> None:
+    engine = engine_with_car(vehicles={VIN_A: {"battery_wh": 60_000}})
+    engine.outlook_message("tariff_grid", NIGHT)
+    set_plan(engine, vehicle_key(VIN_A, PLAN), at(15, 9), soc_pct=80, by="23:00")
+    plan = group(round_at(engine, at(15, 9)))["plan"]
+    assert plan["cost"] == 0.0  # the night's tariff ended at 08:00: nothing to price with
+    assert plan["slots"][-1]["end"] == "2027-01-15T22:00:00.000Z"  # no prices: as late as possible
+
+
+def test_next_local_time_follows_weekdays_and_daylight_saving() -> None:
+    friday_evening = at(15, 20)
+    assert next_local_time("07:00", None, BERLIN, friday_evening) == at(16, 7)
+    assert next_local_time("07:00", ["mon"], BERLIN, friday_evening) == at(18, 7)
+    # The night clocks go forward (Sunday 28 March 2027): 07:00 is then UTC+2.
+    spring = datetime(2027, 3, 27, 22, tzinfo=BERLIN).timestamp()
+    expected = datetime(2027, 3, 28, 7, tzinfo=BERLIN)
+    assert next_local_time("07:00", None, BERLIN, spring) == expected.timestamp()
+    assert expected.utcoffset() == timedelta(hours=2)
+
+
+def test_replanned_at_least_every_quarter_hour() -> None:
+    engine = engine_with_car(vehicles={VIN_A: {"battery_wh": 60_000}})
+    engine.outlook_message("tariff_grid", NIGHT)
+    set_plan(engine, vehicle_key(VIN_A, PLAN), at(14, 20), soc_pct=80, by="07:00")
+    round_at(engine, at(14, 20))
+    first = engine.plan_book.planned_at
+    round_at(engine, at(14, 20, 10))
+    assert engine.plan_book.planned_at == first
+    round_at(engine, at(14, 20, 15))
+    assert engine.plan_book.planned_at == at(14, 20, 15)
