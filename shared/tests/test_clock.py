@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
-from chargebus.clock import FakeClock, SystemClock, clock_from_env, iso_utc
+from chargebus.clock import FakeClock, SystemClock, clock_from_env, iso_utc, sleep_until_poked
 
 
 async def test_fake_clock_moves_only_when_told() -> None:
@@ -48,3 +49,18 @@ def test_processes_with_one_origin_agree_on_accelerated_time() -> None:
 def test_bad_origin_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="CHARGEBUS_TIME_ORIGIN"):
         clock_from_env({"CHARGEBUS_TIME_ORIGIN": "yesterday"})
+
+
+async def test_sleep_until_poked_returns_on_the_poke_or_the_time() -> None:
+    clock = SystemClock(scale=1000.0)  # 60 simulated seconds are 60 ms
+    poke = asyncio.Event()
+    started = clock.time()
+    await sleep_until_poked(clock, 60, poke)
+    assert clock.time() - started >= 59  # nothing poked: the whole sleep
+    asyncio.get_running_loop().call_later(0.01, poke.set)
+    started = clock.time()
+    await sleep_until_poked(clock, 3600, poke)  # an hour, cut short by the poke
+    assert poke.is_set()
+    assert clock.time() - started < 3600
+    await sleep_until_poked(clock, 3600, poke)  # already poked: at once
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []  # no waiter left behind

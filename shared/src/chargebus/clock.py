@@ -28,6 +28,21 @@ class Clock(Protocol):
         """Wait `seconds` of simulated time."""
 
 
+async def sleep_until_poked(clock: Clock, seconds: float, poke: asyncio.Event) -> None:
+    """Wait `seconds` of simulated time, or less when `poke` is set first (it is not cleared here)."""
+    if poke.is_set():
+        return
+    sleeper = asyncio.ensure_future(clock.sleep(seconds))
+    poked = asyncio.ensure_future(poke.wait())
+    try:
+        await asyncio.wait({sleeper, poked}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (sleeper, poked):
+            task.cancel()
+        # let the cancelled waiters finish here, so none is left pending when the loop closes
+        await asyncio.gather(sleeper, poked, return_exceptions=True)
+
+
 def utc_datetime(clock: Clock) -> datetime:
     return datetime.fromtimestamp(clock.time(), tz=UTC)
 

@@ -9,13 +9,13 @@ is due (setpoint refresh, a meter going stale, a timer ending, the regular tick)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, Literal
 
+from chargebus.clock import sleep_until_poked
 from chargebus.config import AllocatorServiceConfig
 from chargebus.ha import Discovery
 from chargebus.mqtt import Incoming, Service
@@ -328,17 +328,8 @@ class Allocator:
         if self.dirty.is_set():
             return
         delay = wake_at - self.clock.time()
-        if delay <= 0:
-            return
-        sleeper = asyncio.ensure_future(self.clock.sleep(delay))
-        waiter = asyncio.ensure_future(self.dirty.wait())
-        try:
-            await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (sleeper, waiter):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        if delay > 0:
+            await sleep_until_poked(self.clock, delay, self.dirty)
 
 
 def _topic_id(message: Incoming, name: str) -> str:

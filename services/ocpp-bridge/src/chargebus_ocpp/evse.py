@@ -16,6 +16,7 @@ from typing import Any
 
 from chargebus.config import OcppChargePointConfig
 from chargebus.schema import Control, EvseState
+from chargebus.values import lenient_number
 
 PLUGGED = frozenset({"Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing", "Occupied"})
 #: A connector number beyond this is refused: each one becomes an EVSE, and `ocpp-<name>-<n>` must stay short.
@@ -69,13 +70,8 @@ MAX_READING = 1e9
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return number if math.isfinite(number) and abs(number) <= MAX_READING else None
+    number = lenient_number(value)
+    return number if number is not None and abs(number) <= MAX_READING else None
 
 
 def parse_sampled_values(meter_values: list[dict[str, Any]]) -> Reading:

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from chargebus.values import lenient_number as _number
+
 VITALS_PATH = "/api/1/vitals"
 LIFETIME_PATH = "/api/1/lifetime"
 VERSION_PATH = "/api/1/version"
@@ -132,20 +134,6 @@ def _object(data: Any, what: str) -> Mapping[str, Any]:
     if not isinstance(data, Mapping):
         raise Gen3FormatError(f"{what}: expected a JSON object, got {type(data).__name__}")
     return data
-
-
-def _number(value: Any) -> float | None:
-    """A finite number; numeric strings are accepted (firmware drift), booleans are not numbers."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            return None
-    if isinstance(value, int | float) and math.isfinite(value):
-        return float(value)
-    return None
 
 
 def _integer(value: Any) -> int | None:

@@ -18,9 +18,10 @@ Rules kept here:
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
+
+from chargebus.values import lenient_number as _number
 
 from chargebus_tesla.poll_policy import OnlineState, teslamate_is_fresh
 from chargebus_tesla.vehicle_data import CHARGING_STATES, CarReport
@@ -202,16 +203,6 @@ def _boolean(value: str | None) -> bool | None:
     if value == "false":
         return False
     return None
-
-
-def _number(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _json_object(value: str | None) -> dict[str, Any] | None:

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from chargebus.values import lenient_number as _number
+
 ChargingState = Literal["Disconnected", "Stopped", "Charging", "Complete", "NoPower", "Starting"]
 CHARGING_STATES: frozenset[str] = frozenset({"Disconnected", "Stopped", "Charging", "Complete", "NoPower", "Starting"})
 #: States in which current flows or is about to.
@@ -80,13 +82,3 @@ def within_home(latitude: float, longitude: float, home_lat: float, home_lon: fl
 def _section(response: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     section = response.get(name)
     return section if isinstance(section, Mapping) else {}
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None or value == "":
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None

@@ -27,7 +27,7 @@ from typing import Protocol
 
 import serial
 import serial_asyncio_fast
-from chargebus.clock import Clock
+from chargebus.clock import Clock, sleep_until_poked
 from chargebus.mqtt import Backoff
 
 from chargebus_twc.guard import RefusedWriteError
@@ -258,13 +258,7 @@ class SerialBus:
             await asyncio.sleep(0)
             return
         self._wake.clear()
-        sleeper = asyncio.ensure_future(self._clock.sleep(delay))
-        waker = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeper.cancel()
-            waker.cancel()
+        await sleep_until_poked(self._clock, delay, self._wake)
 
     async def _expire_forever(self) -> None:
         while True:
