@@ -177,3 +177,48 @@ def test_replanned_at_least_every_quarter_hour() -> None:
     assert engine.plan_book.planned_at == first
     round_at(engine, at(14, 20, 15))
     assert engine.plan_book.planned_at == at(14, 20, 15)
+
+
+def test_battery_hold_is_on_in_the_round_a_planned_slot_starts_and_off_when_it_ends() -> None:
+    engine = engine_with_car(vehicles={VIN_A: {"battery_wh": 60_000}}, battery_meter="battery")
+    engine.outlook_message("tariff_grid", NIGHT)
+    set_plan(engine, vehicle_key(VIN_A, PLAN), at(14, 20), soc_pct=80, by="07:00")
+    battery = json.dumps({"v": 1, "power_w": 400, "soc_pct": 60}).encode()
+
+    def hold_at(now: float) -> bool | None:
+        engine.meter_message("p/power/battery", battery, now)
+        return round_at(engine, now).battery_hold
+
+    assert hold_at(at(14, 20)) is False  # evening: no slot, nothing from the grid
+    plan = engine.plan_book.planned[VIN_A].plan
+    assert plan is not None
+    first = plan.slots[0]
+    assert hold_at(first.start) is True  # the slot's first round: held in the same round the car is told to go
+    feed_vehicle(engine, VIN_A, soc_pct=80.0, charge_limit_pct=90.0)  # it charged: the target is reached
+    assert hold_at(first.start + 60) is False
+
+
+def test_forecast_sun_before_departure_is_counted_and_not_bought() -> None:
+    engine = engine_with_car(vehicles={VIN_A: {"battery_wh": 60_000}}, house_load_w=[500])
+    engine.outlook_message("tariff_grid", tariff(at(15, 8), [0.10] * 10))
+    sun = [
+        {
+            "start": datetime.fromtimestamp(at(15, 8) + h * 3600, UTC).isoformat(),
+            "end": datetime.fromtimestamp(at(15, 8) + (h + 1) * 3600, UTC).isoformat(),
+            "power_w": 6000,
+        }
+        for h in range(10)
+    ]
+    assert engine.outlook_message("forecast_solar", json.dumps({"v": 1, "slots": sun}).encode())
+    set_plan(engine, vehicle_key(VIN_A, PLAN), at(15, 8), soc_pct=80, by="17:00")
+    plan = group(round_at(engine, at(15, 8)))["plan"]
+    assert plan["status"] == "on_track"
+    assert plan["grid_wh"] == 0.0
+    assert plan["slots"] == []
+    assert plan["solar_expected_wh"] >= plan["needed_wh"] - 1
+    # In mode now the sun would not matter: everything is bought.
+    engine.overrides.put("mode", "now", at(15, 8))
+    engine.plans_changed()
+    plan = group(round_at(engine, at(15, 8, 1)))["plan"]
+    assert plan["solar_expected_wh"] == 0.0
+    assert plan["grid_wh"] >= plan["needed_wh"] - 1
