@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from chargebus import config as config_module
 from chargebus.config import AllocatorServiceConfig, ConfigError, FullConfig, TeslaBridgeConfig, load_config
+from chargebus.config import secrets as config_module
 
 SECRET = "s3cr3t-Pa55word-never-logged"
 
