@@ -1,4 +1,5 @@
-"""The energy publisher: all-time energy per EVSE and vehicle on `<p>/history/energy/…`, with HA discovery.
+"""The energy publisher: all-time energy per EVSE and vehicle on `<p>/history/energy/<evse_id|vin>` (topic
+`history_energy`, docs/contract.md §5), with HA discovery.
 
 Every `interval_s` the totals are advanced on the query worker (`totals.update_totals`: the figure never goes down)
 and each figure that changed is published, retained; a subject's first figure also publishes its Home Assistant
@@ -13,6 +14,7 @@ from collections.abc import Mapping
 
 from chargebus.ha import Discovery, availability, device_ref, entity, evse_device_id, vehicle_device_id
 from chargebus.mqtt import Service
+from chargebus.topics import Topics
 
 from chargebus_history.database import describe_error
 from chargebus_history.store import HistoryStore
@@ -22,9 +24,9 @@ from chargebus_history.worker import QueryWorker
 log = logging.getLogger("chargebus.history")
 
 
-def energy_topic(prefix: str, subject_id: str) -> str:
-    """`<p>/history/energy/<evse_id|vin>` (this service's addition to docs/contract.md §5; see the README)."""
-    return f"{prefix}/history/energy/{subject_id}"
+def energy_topics_prefix(topics: Topics) -> str:
+    """What every `history_energy` topic starts with (`<p>/history/energy/`): no answer may be sent below it."""
+    return topics.filter("history_energy").removesuffix("+")
 
 
 class EnergyPublisher:
@@ -76,7 +78,7 @@ class EnergyPublisher:
         if self.published.get(key) == value_wh:
             return
         subject_id = topic_id(key)
-        topic = energy_topic(self.topics.prefix, subject_id)
+        topic = self.topics.build("history_energy", subject_id=subject_id)
         if key not in self.published:
             is_evse = key.startswith(f"{EVSE_KIND}:")
             name = self.names.get(key, subject_id)

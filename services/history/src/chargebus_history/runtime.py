@@ -21,7 +21,7 @@ from chargebus.ha import Discovery
 from chargebus.mqtt import Service
 
 from chargebus_history.database import SQLITE_BUSY_TIMEOUT_MS, async_url, describe_error
-from chargebus_history.energy_publisher import EnergyPublisher, energy_topic
+from chargebus_history.energy_publisher import EnergyPublisher, energy_topics_prefix
 from chargebus_history.recorder import Recorder
 from chargebus_history.responder import Responder
 from chargebus_history.store import HistoryStore, retention_cutoff
@@ -71,7 +71,7 @@ class HistoryRuntime:
             zone=resolve_timezone(config.history.timezone),
             gap_limit_s=gap_limit_s,
             query_timeout_s=options.query_timeout_s,
-            reserved_prefix=energy_topic(service.topics.prefix, ""),
+            reserved_prefix=energy_topics_prefix(service.topics),
         )
         self.energy = EnergyPublisher(
             service,
