@@ -19,9 +19,8 @@ from collections import deque
 from chargebus.config import HistoryServiceConfig
 from chargebus.mqtt import Backoff, Incoming, Service
 from chargebus.schema import EvseState, PayloadError, VehicleState, parse_for_topic
-from sqlalchemy.exc import DataError, IntegrityError
 
-from chargebus_history.database import describe_error, shown_url
+from chargebus_history.database import describe_error, rows_refused, shown_url
 from chargebus_history.dedup import ChangeFilter
 from chargebus_history.ingest import TESLA_BRIDGE, TWC_BRIDGE, Cadence, HeldStates, SampleBuffer
 from chargebus_history.meters import MeterSource, read_meter
@@ -212,13 +211,13 @@ class Recorder:
         batch = self.buffer.peek(self.batch_size)
         try:
             await self.store.insert(record for _, record in batch)
-        except (DataError, IntegrityError) as error:
-            # The rows themselves are refused (not the database's state): retrying would block every later sample.
-            self.buffer.commit(batch[-1][0])
-            await self.report_storage(f"{len(batch)} samples refused: {describe_error(error, self.database)}")
-            return
-        except Exception as error:  # noqa: BLE001 - every storage failure is reported and retried
-            await self.storage_failed("write", error)
+        except Exception as error:  # noqa: BLE001 - every storage failure is reported (and retried unless refused)
+            if rows_refused(error):
+                # The rows themselves are refused (not the database's state): retrying would block every later one.
+                self.buffer.commit(batch[-1][0])
+                await self.report_storage(f"{len(batch)} samples refused: {describe_error(error, self.database)}")
+            else:
+                await self.storage_failed("write", error)
             return
         self.buffer.commit(batch[-1][0])
         self.committed.set()

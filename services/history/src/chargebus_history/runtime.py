@@ -20,7 +20,7 @@ from chargebus.config import HistoryServiceConfig
 from chargebus.ha import Discovery
 from chargebus.mqtt import Service
 
-from chargebus_history.database import SQLITE_BUSY_TIMEOUT_MS, async_url, describe_error
+from chargebus_history.database import SQLITE_BUSY_TIMEOUT_MS, describe_error, parse_url
 from chargebus_history.energy_publisher import EnergyPublisher, energy_topics_prefix
 from chargebus_history.recorder import Recorder
 from chargebus_history.responder import Responder
@@ -130,7 +130,7 @@ async def build(
 ) -> HistoryRuntime:
     """Set the history runtime up on `service` (handlers, tasks, the database opened and seeded if it answers)."""
     try:
-        async_url(config.database_url)
+        parse_url(config.database_url)
     except ValueError as error:
         print(f"config: history.database: {error}", file=sys.stderr)  # noqa: T201 - the user's terminal
         raise SystemExit(EXIT_CONFIG) from None
