@@ -96,9 +96,6 @@ class StoredTotal:
     published_wh: float | None = None
 
 
-_EVSE_SQL, _VEHICLE_SQL, _METER_SQL = (_select(sample.table) for sample in (EVSE, VEHICLE, METER))
-
-
 class HistoryStore:
     def __init__(self, database: Database) -> None:
         self.database = database
