@@ -60,6 +60,7 @@ TOPICS: tuple[tuple[str, str, bool], ...] = (
     ("vehicle/{vin}/refresh/set", "in", True),
     ("tesla-bridge/usage", "out", False),
     ("history/request", "in", True),
+    ("history/energy/{subject_id}", "out", False),
     ("{service}/status", "out", False),
     ("{service}/error", "out", False),
 )
@@ -68,6 +69,10 @@ TOPICS: tuple[tuple[str, str, bool], ...] = (
 ID_PATTERNS = {
     "evse_id": re.compile(r"^(twc-[0-9a-f]{4}|car-[A-HJ-NPR-Z0-9]{17}|twc3-[a-z0-9-]{1,32}|ocpp-[a-z0-9-]{1,32})$"),
     "vin": re.compile(r"^[A-HJ-NPR-Z0-9]{17}$"),
+    # history/energy/<subject_id>: an EVSE's id or a car's VIN
+    "subject_id": re.compile(
+        r"^(twc-[0-9a-f]{4}|car-[A-HJ-NPR-Z0-9]{17}|twc3-[a-z0-9-]{1,32}|ocpp-[a-z0-9-]{1,32}|[A-HJ-NPR-Z0-9]{17})$"
+    ),
     "meter": re.compile(r"^[A-Za-z0-9_.-]{1,64}$"),
     "service": re.compile("^(" + "|".join(re.escape(s) for s in SERVICES) + ")$"),
 }

@@ -11,11 +11,12 @@ ids = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_", min_size=1, max
 def test_contract_table_is_complete() -> None:
     patterns = {spec.pattern for spec in TOPICS}
     assert "evse/{evse_id}/max_current/set" in patterns
-    assert len(TOPICS) == 28
+    assert len(TOPICS) == 29
     assert {"tariff/grid", "tariff/feedin", "forecast/solar", "forecast/co2"} <= patterns
     assert {"vehicle/{vin}/plan/set", "evse/{evse_id}/plan/set"} <= patterns
     assert "allocator/grid_limit/set" in patterns
     assert "allocator/battery_hold" in patterns
+    assert "history/energy/{subject_id}" in patterns
     commands = [s for s in TOPICS if s.is_command]
     assert all(not s.retained for s in commands)
 
@@ -24,8 +25,8 @@ def test_contract_table_is_complete() -> None:
 def test_build_then_parse_round_trips(key: str, ident: str, service: str) -> None:
     topics = Topics("home/ev")
     spec = SPECS[key]
-    values = {"evse_id": ident, "vin": ident, "meter": ident, "service": service}
-    needed = {name: values[name] for name in ("evse_id", "vin", "meter", "service") if f"{{{name}}}" in spec.pattern}
+    values = {"evse_id": ident, "vin": ident, "meter": ident, "service": service, "subject_id": ident}
+    needed = {name: value for name, value in values.items() if f"{{{name}}}" in spec.pattern}
     parsed = topics.parse(topics.build(key, **needed))
     assert parsed is not None
     assert parsed.key == key

@@ -17,7 +17,7 @@ import aiomqtt
 from chargebus.clock import iso_utc
 from chargebus.config import HistoryConfig, HistoryServiceConfig, MeterConfig, MqttConfig
 from chargebus.mqtt import Service
-from chargebus_history.service import HistoryRuntime, RuntimeOptions, build
+from chargebus_history.runtime import HistoryRuntime, RuntimeOptions, build
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 

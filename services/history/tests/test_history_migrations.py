@@ -5,12 +5,9 @@ from __future__ import annotations
 from typing import Protocol
 
 import pytest
-from chargebus_history.database import create_engine
+from chargebus_history.database import Connection, Database
 from chargebus_history.migrations import MIGRATIONS, Migration, SchemaTooNewError, migrate
 from chargebus_history.store import HistoryStore
-from chargebus_history.tables import schema_version
-from sqlalchemy import Column, Integer, MetaData, Table, insert, inspect
-from sqlalchemy.engine import Connection
 
 
 class Backend(Protocol):
@@ -38,22 +35,29 @@ VERSION_1_COLUMNS = {
 }  # fmt: skip
 
 
-def _columns(connection: Connection, schema: str | None) -> dict[str, list[str]]:
-    inspector = inspect(connection)
-    return {
-        name: [c["name"] for c in inspector.get_columns(name, schema=schema)]
-        for name in inspector.get_table_names(schema=schema)
-    }
+async def _columns(connection: Connection) -> dict[str, list[str]]:
+    """Every table (of the connection's schema) with its columns in order, as the database itself lists them."""
+    if connection.dialect == "sqlite":
+        names = [row[0] for row in await connection.fetch("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {name: [row[1] for row in await connection.fetch(f"PRAGMA table_info({name})")] for name in names}
+    rows = await connection.fetch(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+        "ORDER BY table_name, ordinal_position"
+    )
+    found: dict[str, list[str]] = {}
+    for table, column in rows:
+        found.setdefault(table, []).append(column)
+    return found
 
 
 async def test_version_1_creates_the_pinned_tables_in_the_asked_schema(backend: Backend) -> None:
-    engine = create_engine(backend.url, schema=backend.schema)
+    database = Database(backend.url, schema=backend.schema)
     try:
-        assert await migrate(engine, MIGRATIONS[:1]) == 1
-        async with engine.connect() as connection:
-            found = await connection.run_sync(_columns, backend.schema)
+        assert await migrate(database, MIGRATIONS[:1]) == 1
+        async with database.connect() as connection:
+            found = await _columns(connection)
     finally:
-        await engine.dispose()
+        await database.dispose()
     assert found == VERSION_1_COLUMNS
 
 
@@ -62,49 +66,51 @@ async def test_reopening_applies_nothing_twice_and_keeps_rows(backend: Backend) 
         async with await HistoryStore.open(backend.url, schema=backend.schema) as store:
             assert await store.schema_version() == MIGRATIONS[-1].version
     store = await HistoryStore.open(backend.url, schema=backend.schema)
-    async with store, store.engine.connect() as connection:
-        versions = (await connection.execute(schema_version.select())).all()
-    assert [row.version for row in versions] == [m.version for m in MIGRATIONS]
+    async with store, store.database.connect() as connection:
+        versions = await connection.fetch("SELECT version FROM schema_version ORDER BY version")
+    assert [version for (version,) in versions] == [m.version for m in MIGRATIONS]
 
 
-def _add_notes_table(connection: Connection) -> None:
-    Table("notes", MetaData(), Column("id", Integer, primary_key=True)).create(connection)
+async def _add_notes_table(connection: Connection) -> None:
+    await connection.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY)")
 
 
-def _add_table_then_fail(connection: Connection) -> None:
-    _add_notes_table(connection)
+async def _add_table_then_fail(connection: Connection) -> None:
+    await _add_notes_table(connection)
     raise RuntimeError("migration 2 broke half-way")
 
 
 async def test_pending_migrations_apply_in_order_and_a_failure_leaves_no_trace(backend: Backend) -> None:
-    engine = create_engine(backend.url, schema=backend.schema)
+    database = Database(backend.url, schema=backend.schema)
     try:
-        await migrate(engine, MIGRATIONS)
+        await migrate(database, MIGRATIONS)
         broken = (*MIGRATIONS, Migration(MIGRATIONS[-1].version + 1, "notes", _add_table_then_fail))
         with pytest.raises(RuntimeError, match="half-way"):
-            await migrate(engine, broken)
-        async with engine.connect() as connection:
-            assert "notes" not in await connection.run_sync(_columns, backend.schema)
+            await migrate(database, broken)
+        async with database.connect() as connection:
+            assert "notes" not in await _columns(connection)
         working = (*MIGRATIONS, Migration(MIGRATIONS[-1].version + 1, "notes", _add_notes_table))
-        assert await migrate(engine, working) == MIGRATIONS[-1].version + 1
-        async with engine.connect() as connection:
-            assert "notes" in await connection.run_sync(_columns, backend.schema)
+        assert await migrate(database, working) == MIGRATIONS[-1].version + 1
+        async with database.connect() as connection:
+            assert "notes" in await _columns(connection)
     finally:
-        await engine.dispose()
+        await database.dispose()
 
 
 async def test_a_database_from_a_newer_program_is_refused(backend: Backend) -> None:
-    engine = create_engine(backend.url, schema=backend.schema)
+    database = Database(backend.url, schema=backend.schema)
     try:
-        await migrate(engine)
-        async with engine.begin() as connection:
-            await connection.execute(insert(schema_version).values(version=99, description="future", applied_at_ms=0))
+        await migrate(database)
+        async with database.begin() as connection:
+            await connection.execute(
+                "INSERT INTO schema_version (version, description, applied_at_ms) VALUES ($1, $2, $3)", 99, "future", 0
+            )
     finally:
-        await engine.dispose()
+        await database.dispose()
     with pytest.raises(SchemaTooNewError, match="99"):
         await HistoryStore.open(backend.url, schema=backend.schema)
 
 
 def test_a_schema_is_for_postgresql_only() -> None:
     with pytest.raises(ValueError, match="PostgreSQL only"):
-        create_engine("sqlite:////tmp/x.sqlite", schema="s")
+        Database("sqlite:////tmp/x.sqlite", schema="s")

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from chargebus_history import tables
 from chargebus_history.dedup import ChangeFilter
-from chargebus_history.records import EvseRecord, MeterRecord, VehicleRecord
+from chargebus_history.records import (
+    EVSE_FIELDS,
+    METER_FIELDS,
+    VEHICLE_FIELDS,
+    EvseRecord,
+    Field,
+    MeterRecord,
+    VehicleRecord,
+)
 
 T0 = 1_800_000_000.0
 VIN = "5YJ3E1EA8KF000001"
@@ -85,3 +95,25 @@ def test_meters_store_at_most_one_change_per_interval() -> None:
     assert changes.admit(MeterRecord(T0 + 10, "grid", 1200.0, raw=1200.0))
     assert not changes.admit(MeterRecord(T0 + 300, "grid", 1000.0, raw=1000.0))
     assert changes.admit(MeterRecord(T0 + 5, "house", 1.0, raw=1.0))  # another stream
+
+
+@pytest.mark.parametrize(
+    ("record", "fields", "table"),
+    [
+        (EvseRecord, EVSE_FIELDS, tables.evse_samples),
+        (VehicleRecord, VEHICLE_FIELDS, tables.vehicle_samples),
+        (MeterRecord, METER_FIELDS, tables.meter_samples),
+    ],
+)
+def test_each_field_list_is_the_records_attributes_and_the_tables_columns(
+    record: type[Any], fields: tuple[Field, ...], table: tables.Table
+) -> None:
+    names = [field.name for field in fields]
+    attributes = [f.name for f in dataclasses.fields(record) if f.name not in {"ts", "raw", "source_ts"}]
+    assert attributes[1:] == names  # after the stream's id, in the list's order
+    columns = list(table.column_names)
+    assert columns[columns.index("ts_ms") + 1 :] == [
+        *(["source_ts_ms"] if "source_ts_ms" in columns else []),
+        *names,
+        "raw",
+    ]

@@ -247,11 +247,11 @@ async def test_a_locked_database_is_reported_buffered_and_written_later(
             ).json()
             await bus.publish(f"{prefix}/evse/twc-4a1b/state", dumps(charging(power_w=3680.0)))
             await asyncio.sleep(0.5)
-            assert len(running.runtime.buffer) == 2  # both kept in memory meanwhile
+            assert len(running.runtime.recorder.buffer) == 2  # both kept in memory meanwhile
         finally:
             locker.execute("ROLLBACK")
             locker.close()
-        await bus.wait_for(lambda: len(running.runtime.buffer) == 0, 15, "the buffer written after the lock")
+        await bus.wait_for(lambda: len(running.runtime.recorder.buffer) == 0, 15, "the buffer written after the lock")
         errors = [m.json() for m in bus.on(f"{prefix}/history/error") if m.json()["topic"] == database]
     assert event["topic"] == database
     assert event["payload"] is None

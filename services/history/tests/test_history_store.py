@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chargebus_history.database import async_url, shown_url
+from chargebus_history.database import describe_error, parse_url, shown_url
 from chargebus_history.migrations import LATEST_VERSION
 from chargebus_history.records import EvseRecord, MeterRecord, VehicleRecord
 from chargebus_history.store import HistoryStore, count_rows, retention_cutoff
@@ -79,28 +79,36 @@ async def test_prune_removes_only_old_rows_in_batches(
     assert retention_cutoff(T0, 730) == T0 - 730 * 86400
 
 
-def test_urls_translate_to_the_async_drivers() -> None:
-    assert async_url("sqlite:////data/history.sqlite").render_as_string() == "sqlite+aiosqlite:////data/history.sqlite"
-    assert async_url("postgresql://u:secret@db/h").drivername == "postgresql+asyncpg"
-    assert async_url("postgres://db/h").drivername == "postgresql+asyncpg"
-    assert dict(async_url("postgresql://db/h?sslmode=require").query) == {"ssl": "require"}
-    assert async_url("postgresql+asyncpg://db/h").drivername == "postgresql+asyncpg"
+def test_urls_name_the_driver_and_never_show_the_password() -> None:
+    sqlite = parse_url("sqlite:////data/history.sqlite")
+    assert (sqlite.dialect, sqlite.target) == ("sqlite", "/data/history.sqlite")
+    assert sqlite.shown == "sqlite:////data/history.sqlite"
+    secret = parse_url("postgresql://u:secret@db:5433/h")
+    assert (secret.dialect, secret.target) == ("postgresql", "postgresql://u:secret@db:5433/h")
+    assert secret.shown == "postgresql://u:***@db:5433/h"
+    assert parse_url("postgres://db/h").target == "postgresql://db/h"
+    assert parse_url("postgresql+asyncpg://db/h").target == "postgresql://db/h"
+    assert parse_url("postgresql://db/h?ssl=require").target == "postgresql://db/h?sslmode=require"  # asyncpg's name
+    assert parse_url("postgresql://db/h?sslmode=verify-full").target == "postgresql://db/h?sslmode=verify-full"
     with pytest.raises(ValueError, match="absolute path"):
-        async_url("sqlite:///relative.sqlite")
+        parse_url("sqlite:///relative.sqlite")
     with pytest.raises(ValueError, match=r"only sqlite:// and postgresql://") as raised:
-        async_url("mysql://u:secret@db/h")
+        parse_url("mysql://u:secret@db/h")
     assert "secret" not in str(raised.value)
     with pytest.raises(ValueError, match="not a database URL"):
-        async_url("no url")
-    assert "secret" not in shown_url("postgresql://u:secret@db/h")
+        parse_url("no url")
+    assert shown_url("postgresql://u:secret@db/h") == "postgresql://u:***@db/h"
+    assert (
+        describe_error(OSError("auth failed for secret"), "postgresql://u:secret@db/h")
+        == "OSError: auth failed for ***"
+    )
 
 
 async def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path: Path) -> None:
     store = await HistoryStore.open(f"sqlite:///{tmp_path / 'h.sqlite'}")
-    async with store, store.engine.connect() as connection:
+    async with store, store.database.connect() as connection:
         modes = [
-            (await connection.exec_driver_sql(f"PRAGMA {name}")).scalar_one()
-            for name in ("journal_mode", "synchronous", "busy_timeout")
+            await connection.fetchval(f"PRAGMA {name}") for name in ("journal_mode", "synchronous", "busy_timeout")
         ]
     assert modes == ["wal", 1, 5000]  # synchronous 1 = NORMAL
 

@@ -35,7 +35,7 @@ Direction = Literal["in", "out", "in/out"]
 @dataclass(frozen=True, slots=True)
 class TopicSpec:
     key: str
-    pattern: str  # below the prefix, with {evse_id} / {vin} / {meter} / {service} placeholders
+    pattern: str  # below the prefix, with {evse_id} / {vin} / {meter} / {service} / {subject_id} placeholders
     direction: Direction
     retained: bool = dataclasses.field(kw_only=True)
     payload: str = dataclasses.field(kw_only=True)
@@ -211,6 +211,14 @@ TOPICS: tuple[TopicSpec, ...] = (
         retained=False,
         payload="HistoryRequest (answer on its response_topic)",
         who="users → history",
+    ),
+    TopicSpec(
+        "history_energy",
+        "history/energy/{subject_id}",
+        "out",
+        retained=True,
+        payload="all-time energy in Wh (plain number) of the EVSE or vehicle whose evse_id or VIN is subject_id",
+        who="history → Home Assistant",
     ),
     TopicSpec("status", "{service}/status", "out", retained=True, payload="online / offline", who="every service"),
     TopicSpec("error", "{service}/error", "out", retained=False, payload="ErrorEvent", who="every service"),

@@ -29,10 +29,9 @@ from typing import Any
 from chargebus.clock import iso_utc
 from chargebus.config import ConfigError, HistoryServiceConfig, load_config
 from chargebus.schema import EVSE_ID_PATTERN, VIN_PATTERN
-from sqlalchemy.engine import make_url
 
 from chargebus_history.answering import chunked_energy
-from chargebus_history.database import describe_error, shown_url
+from chargebus_history.database import describe_error, parse_url, shown_url
 from chargebus_history.queries import EvseTarget, Target, VehicleTarget, power_query
 from chargebus_history.store import HistoryStore
 from chargebus_history.timezones import resolve_timezone
@@ -166,9 +165,12 @@ def to_csv(subjects: Sequence[dict[str, Any]], *, daily: bool) -> str:
 
 
 def sqlite_file_missing(database: str) -> Path | None:
-    url = make_url(database)
-    if url.drivername.startswith("sqlite") and url.database and not Path(url.database).exists():
-        return Path(url.database)
+    try:
+        url = parse_url(database)
+    except ValueError:
+        return None  # opening it says what is wrong
+    if url.dialect == "sqlite" and not Path(url.target).exists():
+        return Path(url.target)
     return None
 
 

@@ -11,29 +11,33 @@ so that change cannot be forgotten.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from sqlalchemy import func, insert, select
-from sqlalchemy.engine import Connection
-
 from chargebus_history import tables
-from chargebus_history.engine import AsyncEngine
+from chargebus_history.database import Connection, Database
 
 
 @dataclass(frozen=True, slots=True)
 class Migration:
     version: int
     description: str
-    apply: Callable[[Connection], None]
+    apply: Callable[[Connection], Awaitable[None]]
 
 
-def _create_sample_tables(connection: Connection) -> None:
-    tables.metadata.create_all(connection, tables=list(tables.SAMPLE_TABLES))
+async def create_tables(connection: Connection, created: tuple[tables.Table, ...]) -> None:
+    """Create each table (and its indexes) that does not exist yet."""
+    for table in created:
+        for statement in table.create(connection.dialect):
+            await connection.execute(statement)
 
 
-def _create_energy_totals(connection: Connection) -> None:
-    tables.metadata.create_all(connection, tables=[tables.energy_totals])
+async def _create_sample_tables(connection: Connection) -> None:
+    await create_tables(connection, tables.SAMPLE_TABLES)
+
+
+async def _create_energy_totals(connection: Connection) -> None:
+    await create_tables(connection, (tables.energy_totals,))
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -47,33 +51,28 @@ class SchemaTooNewError(RuntimeError):
     pass
 
 
-def current_version(connection: Connection) -> int:
-    tables.metadata.create_all(connection, tables=[tables.schema_version])
-    found = connection.execute(select(func.max(tables.schema_version.c.version))).scalar_one_or_none()
+async def current_version(connection: Connection) -> int:
+    await create_tables(connection, (tables.schema_version,))
+    found = await connection.fetchval("SELECT max(version) FROM schema_version")
     return int(found or 0)
 
 
-def _migrate(connection: Connection, migrations: tuple[Migration, ...]) -> int:
-    version = current_version(connection)
-    latest = migrations[-1].version
-    if version > latest:
-        raise SchemaTooNewError(f"database schema version {version} is newer than this program's {latest}")
-    for migration in migrations:
-        if migration.version <= version:
-            continue
-        migration.apply(connection)
-        connection.execute(
-            insert(tables.schema_version).values(
-                version=migration.version,
-                description=migration.description,
-                applied_at_ms=round(time.time() * 1000),  # bookkeeping only; no decision reads it
-            )
-        )
-        version = migration.version
-    return version
-
-
-async def migrate(engine: AsyncEngine, migrations: tuple[Migration, ...] = MIGRATIONS) -> int:
+async def migrate(database: Database, migrations: tuple[Migration, ...] = MIGRATIONS) -> int:
     """Apply every pending migration atomically; returns the resulting version."""
-    async with engine.begin() as connection:
-        return await connection.run_sync(_migrate, migrations)
+    async with database.begin() as connection:
+        version = await current_version(connection)
+        latest = migrations[-1].version
+        if version > latest:
+            raise SchemaTooNewError(f"database schema version {version} is newer than this program's {latest}")
+        for migration in migrations:
+            if migration.version <= version:
+                continue
+            await migration.apply(connection)
+            await connection.execute(
+                "INSERT INTO schema_version (version, description, applied_at_ms) VALUES ($1, $2, $3)",
+                migration.version,
+                migration.description,
+                round(time.time() * 1000),  # bookkeeping only; no decision reads it
+            )
+            version = migration.version
+        return version

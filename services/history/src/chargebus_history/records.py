@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from chargebus_history.merge import car_evse_id, is_measuring_evse
 from chargebus_history.reconstruct import Sample
@@ -58,12 +58,68 @@ def _epoch(payload: Mapping[str, Any], key: str) -> float | None:
     return moment.timestamp() if moment.tzinfo is not None else None
 
 
+FieldKind = Literal["text", "flag", "number", "integer"]
+_READERS: dict[FieldKind, Callable[[Mapping[str, Any], str], Any]] = {
+    "text": _text,
+    "flag": _flag,
+    "number": _number,
+    "integer": _integer,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """A payload field a record keeps as a column of its own: read from the payload by `kind`, stored in the
+    column of the same name (`tables.py`). `length`: the longest text the column takes."""
+
+    name: str
+    kind: FieldKind
+    length: int = 0
+    nullable: bool = True
+
+    def read(self, payload: Mapping[str, Any]) -> Any:
+        return _READERS[self.kind](payload, self.name)
+
+
+# The one list of each record's own fields, in column order: the records below declare them as attributes,
+# `from_payload` reads them, `tables.py` makes the columns and `store.py` the rows from these lists.
+EVSE_FIELDS: tuple[Field, ...] = (
+    Field("vin", "text", 17),
+    Field("online", "flag"),
+    Field("stale", "flag"),
+    Field("plugged_in", "flag"),
+    Field("charging", "flag"),
+    Field("power_w", "number"),
+    Field("current_a", "number"),
+    Field("offered_a", "number"),
+    Field("voltage_v", "number"),
+    Field("phases", "integer"),
+    Field("session_energy_wh", "number"),
+    Field("lifetime_energy_wh", "number"),
+)
+VEHICLE_FIELDS: tuple[Field, ...] = (
+    Field("online_state", "text", 16),
+    Field("at_home", "flag"),
+    Field("plugged_in", "flag"),
+    Field("charging_state", "text", 16),
+    Field("soc_pct", "number"),
+    Field("charger_power_w", "number"),
+    Field("charger_actual_current_a", "number"),
+    Field("charger_voltage_v", "number"),
+    Field("charger_phases", "integer"),
+    Field("charge_energy_added_wh", "number"),
+)
+METER_FIELDS: tuple[Field, ...] = (Field("power_w", "number", nullable=False), Field("energy_wh", "number"))
+
+
 def _change_key(payload: Mapping[str, Any], volatile: frozenset[str]) -> str:
     return json.dumps({k: v for k, v in payload.items() if k not in volatile}, sort_keys=True, default=str)
 
 
 @dataclass(frozen=True, slots=True)
 class EvseRecord:
+    """An EvseState as stored: the attributes after `source_ts` are `EVSE_FIELDS`, in that order."""
+
     ts: float
     evse_id: str
     raw: Mapping[str, Any]
@@ -86,24 +142,8 @@ class EvseRecord:
         evse_id = _text(payload, "evse_id")
         if evse_id is None:
             raise ValueError("an EvseState payload needs an evse_id")
-        return cls(
-            ts=ts,
-            evse_id=evse_id,
-            raw=dict(payload),
-            source_ts=_epoch(payload, "updated_at"),
-            vin=_text(payload, "vin"),
-            online=_flag(payload, "online"),
-            stale=_flag(payload, "stale"),
-            plugged_in=_flag(payload, "plugged_in"),
-            charging=_flag(payload, "charging"),
-            power_w=_number(payload, "power_w"),
-            current_a=_number(payload, "current_a"),
-            offered_a=_number(payload, "offered_a"),
-            voltage_v=_number(payload, "voltage_v"),
-            phases=_integer(payload, "phases"),
-            session_energy_wh=_number(payload, "session_energy_wh"),
-            lifetime_energy_wh=_number(payload, "lifetime_energy_wh"),
-        )
+        fields = {field.name: field.read(payload) for field in EVSE_FIELDS}
+        return cls(ts=ts, evse_id=evse_id, raw=dict(payload), source_ts=_epoch(payload, "updated_at"), **fields)
 
     @property
     def stream(self) -> tuple[str, str]:
@@ -130,6 +170,8 @@ class EvseRecord:
 
 @dataclass(frozen=True, slots=True)
 class VehicleRecord:
+    """A VehicleState as stored: the attributes after `source_ts` are `VEHICLE_FIELDS`, in that order."""
+
     ts: float
     vin: str
     raw: Mapping[str, Any]
@@ -150,22 +192,8 @@ class VehicleRecord:
         vin = _text(payload, "vin")
         if vin is None:
             raise ValueError("a VehicleState payload needs a vin")
-        return cls(
-            ts=ts,
-            vin=vin,
-            raw=dict(payload),
-            source_ts=_epoch(payload, "updated_at"),
-            online_state=_text(payload, "online_state"),
-            at_home=_flag(payload, "at_home"),
-            plugged_in=_flag(payload, "plugged_in"),
-            charging_state=_text(payload, "charging_state"),
-            soc_pct=_number(payload, "soc_pct"),
-            charger_power_w=_number(payload, "charger_power_w"),
-            charger_actual_current_a=_number(payload, "charger_actual_current_a"),
-            charger_voltage_v=_number(payload, "charger_voltage_v"),
-            charger_phases=_integer(payload, "charger_phases"),
-            charge_energy_added_wh=_number(payload, "charge_energy_added_wh"),
-        )
+        fields = {field.name: field.read(payload) for field in VEHICLE_FIELDS}
+        return cls(ts=ts, vin=vin, raw=dict(payload), source_ts=_epoch(payload, "updated_at"), **fields)
 
     @property
     def stream(self) -> tuple[str, str]:
