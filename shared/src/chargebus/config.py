@@ -519,6 +519,163 @@ class HistoryConfig(Section):
         return value
 
 
+#: What a tariff or forecast source may be (docs/contract.md §10.2); the ones the forecast service cannot fetch yet
+#: are refused at load time, so a config naming one never starts a service that publishes nothing.
+TARIFF_SOURCES = ("nordpool", "entsoe", "tibber", "octopus", "fixed")
+SOLAR_SOURCES = ("forecast_solar", "open_meteo")
+NOT_SUPPORTED_YET = frozenset({"entsoe", "tibber", "octopus"})
+#: The bidding zones pynordpool knows (its `AREAS`), copied: chargebus never imports a service's libraries.
+NORDPOOL_AREAS = (
+    "EE", "LT", "LV", "AT", "BE", "FR", "GER", "NL", "PL", "DK1", "DK2", "FI", "NO1", "NO2", "NO3", "NO4", "NO5",
+    "SE1", "SE2", "SE3", "SE4", "BG", "TEL", "SYS",
+)  # fmt: skip
+NORDPOOL_CURRENCIES = ("EUR", "BGN", "DKK", "NOK", "PLN", "RON", "SEK")
+Price = Annotated[float, Field(ge=-100, le=100, allow_inf_nan=False)]  # per kWh: a real one is far inside
+Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+HHMM = Annotated[str, Field(pattern=_HHMM.pattern)]
+
+
+def _check_source(known: tuple[str, ...]) -> Any:
+    def check(value: Any) -> Any:
+        source = value.get("source") if isinstance(value, dict) else None
+        if isinstance(value, dict) and source is None:
+            raise ValueError(f"needs source = one of {', '.join(known)}")
+        if source in NOT_SUPPORTED_YET:
+            supported = ", ".join(s for s in known if s not in NOT_SUPPORTED_YET)
+            raise ValueError(f"source {source!r} is not supported yet (supported: {supported})")
+        if isinstance(source, str) and source not in known:
+            raise ValueError(f"unknown source {source!r} (known: {', '.join(known)})")
+        return value
+
+    return BeforeValidator(check)
+
+
+class Fees(Section):
+    """What turns a spot price per MWh into a price per kWh: `(spot / 1000 + fee_per_kwh) × (1 + vat_pct / 100)`."""
+
+    fee_per_kwh: Price = 0
+    vat_pct: Annotated[float, Field(ge=0, le=100)] = 0
+
+
+class FixedTariffConfig(Section):
+    """A flat price, or a day and a night price switching at local times (no provider, no library)."""
+
+    source: Literal["fixed"]
+    currency: Currency = "EUR"
+    price: Price | None = None
+    day_price: Price | None = None
+    night_price: Price | None = None
+    night_start: HHMM = "22:00"
+    night_end: HHMM = "06:00"
+    timezone: Timezone = ""
+    days: Annotated[int, Field(ge=1, le=7)] = 2
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Self:
+        rates = (self.day_price is not None, self.night_price is not None)
+        if self.price is not None and any(rates):
+            raise ValueError("give price (flat), or day_price and night_price, not both")
+        if self.price is None and not all(rates):
+            raise ValueError("needs price (flat), or both day_price and night_price")
+        if self.price is None and self.night_start == self.night_end:
+            raise ValueError("night_start and night_end must differ")
+        return self
+
+
+class NordpoolTariffConfig(Fees):
+    """Nord Pool day-ahead prices of one bidding zone (pynordpool)."""
+
+    source: Literal["nordpool"]
+    area: str
+    currency: Literal["EUR", "BGN", "DKK", "NOK", "PLN", "RON", "SEK"] = "EUR"
+
+    @field_validator("area")
+    @classmethod
+    def _known_area(cls, value: str) -> str:
+        if value not in NORDPOOL_AREAS:
+            raise ValueError(f"not a Nord Pool area (one of {', '.join(NORDPOOL_AREAS)})")
+        return value
+
+
+class SolarPlane(Section):
+    """One PV array: where it is, how it faces, how big it is. Azimuth: 0 = south, -90 = east, 90 = west."""
+
+    lat: Annotated[float, Field(ge=-90, le=90)]
+    lon: Annotated[float, Field(ge=-180, le=180)]
+    declination: Annotated[float, Field(ge=0, le=90)]
+    azimuth: Annotated[float, Field(ge=-180, le=180)]
+    kwp: Annotated[float, Field(gt=0, le=10_000)]
+    api_key_file: OptionalPath = None
+
+    @field_validator("api_url", check_fields=False)
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if urlsplit(value).scheme not in {"http", "https"} or not urlsplit(value).hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    def api_key(self) -> str | None:
+        """The key from `api_key_file` (its content, stripped); None without one."""
+        if self.api_key_file is None:
+            return None
+        return self.api_key_file.read_text(encoding="utf-8").strip() or None
+
+
+class ForecastSolarConfig(SolarPlane):
+    """Forecast.Solar's estimate (forecast-solar); hourly slots."""
+
+    source: Literal["forecast_solar"]
+    damping: Annotated[float, Field(ge=0, le=1)] = 0
+    api_url: str = "https://api.forecast.solar"
+
+
+class OpenMeteoConfig(SolarPlane):
+    """Open-Meteo's irradiance turned into PV power (open-meteo-solar-forecast); 15-minute slots."""
+
+    source: Literal["open_meteo"]
+    ac_kwp: Annotated[float, Field(gt=0, le=10_000)] | None = None
+    forecast_days: Annotated[int, Field(ge=1, le=7)] = 3
+    api_url: str = "https://api.open-meteo.com"
+
+
+GridTariffConfig = Annotated[
+    FixedTariffConfig | NordpoolTariffConfig, Field(discriminator="source"), _check_source(TARIFF_SOURCES)
+]
+SolarConfig = Annotated[
+    ForecastSolarConfig | OpenMeteoConfig, Field(discriminator="source"), _check_source(SOLAR_SOURCES)
+]
+
+
+class ForecastConfig(Section):
+    refresh_s: Annotated[float, Field(ge=60, le=86_400, allow_inf_nan=False)] = 3600
+    # After a failed fetch: retry after retry_initial_s, doubling up to retry_max_s, until the next success.
+    retry_initial_s: Annotated[float, Field(ge=1, le=3600, allow_inf_nan=False)] = 60
+    retry_max_s: Annotated[float, Field(ge=1, le=86_400, allow_inf_nan=False)] = 1800
+    grid_tariff: GridTariffConfig | None = None
+    feedin_tariff: GridTariffConfig | None = None
+    solar: SolarConfig | None = None
+    co2: dict[str, Any] | None = None
+
+    @field_validator("co2")
+    @classmethod
+    def _no_co2_source(cls, value: dict[str, Any] | None) -> None:
+        if value is not None:
+            raise ValueError("no CO2 provider is supported yet: leave it out (anyone may publish <p>/forecast/co2)")
+        return value
+
+    @model_validator(mode="after")
+    def _retry_bounds(self) -> Self:
+        if self.retry_initial_s > self.retry_max_s:
+            raise ValueError(f"retry_initial_s {self.retry_initial_s:g} is above retry_max_s {self.retry_max_s:g}")
+        return self
+
+    @property
+    def sources(self) -> dict[str, FixedTariffConfig | NordpoolTariffConfig | ForecastSolarConfig | OpenMeteoConfig]:
+        """What is configured, by topic key (`tariff_grid`, `tariff_feedin`, `forecast_solar`)."""
+        found = {"tariff_grid": self.grid_tariff, "tariff_feedin": self.feedin_tariff, "forecast_solar": self.solar}
+        return {key: source for key, source in found.items() if source is not None}
+
+
 #: A charge point's name becomes `ocpp-<name>`, and `ocpp-<name>-<n>` for its connectors 2…9.
 _OCPP_NAME = re.compile(r"^[a-z0-9-]{1,30}$")
 #: The lowest current IEC 61851 lets a charger signal to a car.
@@ -628,7 +785,7 @@ def default_state_dir() -> Path:
     return Path(base) / "chargebus"
 
 
-KNOWN_TOP_LEVEL = frozenset({"state_dir", "mqtt", "twc", "tesla", "allocator", "meters", "history", "ocpp"})
+KNOWN_TOP_LEVEL = frozenset({"state_dir", "mqtt", "twc", "tesla", "allocator", "meters", "history", "ocpp", "forecast"})
 
 
 class _ShortcutEnv(PydanticBaseSettingsSource):
@@ -714,7 +871,19 @@ class HistoryServiceConfig(CommonConfig):
         return self.history.database or f"sqlite:///{(self.state_dir / 'history.sqlite').absolute()}"
 
 
-class FullConfig(TwcBridgeConfig, TeslaBridgeConfig, OcppBridgeConfig, AllocatorServiceConfig, HistoryServiceConfig):
+class ForecastServiceConfig(CommonConfig):
+    SECTIONS: ClassVar[frozenset[str]] = CommonConfig.SECTIONS | {"forecast"}
+    forecast: ForecastConfig = Field(default_factory=ForecastConfig)
+
+
+class FullConfig(
+    TwcBridgeConfig,
+    TeslaBridgeConfig,
+    OcppBridgeConfig,
+    AllocatorServiceConfig,
+    HistoryServiceConfig,
+    ForecastServiceConfig,
+):
     """Every section at once: `chargebus config check` and the example file's test."""
 
     SECTIONS: ClassVar[frozenset[str]] = KNOWN_TOP_LEVEL
@@ -730,6 +899,7 @@ SERVICE_CONFIGS: dict[str, type[CommonConfig]] = {
     "allocator": AllocatorServiceConfig,
     "history": HistoryServiceConfig,
     "ocpp-bridge": OcppBridgeConfig,
+    "forecast": ForecastServiceConfig,
 }
 
 ConfigT = TypeVar("ConfigT", bound=CommonConfig)
@@ -778,7 +948,7 @@ def redact_url(url: str) -> str:
 
 
 def _show_value(value: Any, key: str) -> str:
-    if any(word in key for word in ("password", "secret", "token")) and "file" not in key and "url" not in key:
+    if any(word in key for word in _SECRET_WORDS) and "file" not in key and "url" not in key:
         return "***"
     if isinstance(value, str) and "@" in value:
         value = redact_url(value)
@@ -802,7 +972,7 @@ def _describe(error: ValidationError) -> list[str]:
     return lines
 
 
-_SECRET_WORDS = ("password", "secret", "token")
+_SECRET_WORDS = ("password", "secret", "token", "api_key")
 #: Files already warned about in this process: one warning each, however often the config is read.
 _warned_readable: set[Path] = set()
 
