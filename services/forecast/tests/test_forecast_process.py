@@ -148,3 +148,23 @@ def test_a_source_not_supported_yet_stops_the_start_with_one_line(tmp_path: Path
         "config: forecast.grid_tariff = {'source': 'tibber'}: source 'tibber' is not supported yet "
         "(supported: nordpool, fixed)"
     )
+
+
+async def test_runs_in_one_process_with_the_others(mqtt_broker: BrokerUnderTest, prefix: str, tmp_path: Path) -> None:
+    config = tmp_path / "chargebus.toml"
+    config.write_text(
+        f'state_dir = "{tmp_path}"\n[forecast]\ngrid_tariff = {{ source = "fixed", price = 0.25, currency = "SEK" }}\n',
+        encoding="utf-8",
+    )
+    env = {"CHARGEBUS_MQTT_URL": mqtt_broker.url, "CHARGEBUS_TOPIC_PREFIX": prefix, "CHARGEBUS_CONFIG": ""}
+    process = ServiceProcess([sys.executable, "-m", "chargebus", "run", "forecast", "--config", str(config)], env)
+    process.start(tmp_path / "run.log")
+    try:
+        async with Recorder(mqtt_broker.url, [f"{prefix}/#"]) as bus:
+            await bus.wait_message(f"{prefix}/forecast/status", lambda m: m.text == "online", timeout=20)
+            tariff = parse_payload(Tariff, (await bus.wait_message(f"{prefix}/tariff/grid", timeout=10)).payload)
+            assert (tariff.currency, tariff.slots[0].price) == ("SEK", 0.25)
+            assert bus.on(f"{prefix}/forecast/solar") == []  # not configured: never published
+    finally:
+        process.stop()
+    assert "Traceback" not in process.log()
