@@ -17,6 +17,9 @@ from typing import TypeVar
 from chargebus.schema import MAX_FORECAST_SLOTS, PriceSlot, SolarSlot
 
 SECONDS_PER_HOUR = 3600.0
+#: Published precision: a tenth of a watt, a millionth of a currency unit per kWh (more is noise in JSON).
+POWER_DECIMALS = 1
+PRICE_DECIMALS = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +64,7 @@ def contiguous_run(pieces: Iterable[Piece]) -> list[Piece]:
 def price_slots(pieces: Iterable[Piece], now: datetime, limit: int = MAX_FORECAST_SLOTS) -> list[PriceSlot]:
     """Prices as slots: the contiguous run, without the slots that ended by `now`, at most `limit` of them."""
     run = [piece for piece in contiguous_run(pieces) if piece.end > now][:limit]
-    return [PriceSlot(start=piece.start, end=piece.end, price=piece.value) for piece in run]
+    return [PriceSlot(start=piece.start, end=piece.end, price=round(piece.value, PRICE_DECIMALS)) for piece in run]
 
 
 def floor_time(moment: datetime, step_s: int) -> datetime:
@@ -103,7 +106,11 @@ def energy_slots(
     hours = slot_s / SECONDS_PER_HOUR
     step = timedelta(seconds=slot_s)
     return [
-        SolarSlot(start=first + index * step, end=first + (index + 1) * step, power_w=max(0.0, wh / hours))
+        SolarSlot(
+            start=first + index * step,
+            end=first + (index + 1) * step,
+            power_w=max(0.0, round(wh / hours, POWER_DECIMALS)),
+        )
         for index, wh in enumerate(energy)
     ]
 
