@@ -1,9 +1,10 @@
 """Recorded provider responses served by a local aiohttp server, and a client session that reaches it.
 
 The libraries call their real API addresses (`https://dataportal-api.nordpoolgroup.com/api/…`,
-`https://api.forecast.solar/…`, `https://api.open-meteo.com/…`): `local_session` resolves every host to this server
-and speaks TLS to it without verifying the certificate, so the libraries run unchanged and nothing leaves the
-machine. The process tests use the `api_url` keys instead (plain HTTP to 127.0.0.1).
+`https://api.tibber.com/v1-beta/gql`, `https://api.forecast.solar/…`, `https://api.open-meteo.com/…`):
+`local_session` resolves every host to this server and speaks TLS to it without verifying the certificate, so the
+libraries run unchanged and nothing leaves the machine. The process tests use the `api_url` keys instead (plain
+HTTP to 127.0.0.1).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class ProviderServer:
     fail_status: int = 503
     requests: list[str] = field(default_factory=list)
     nordpool_days: set[str] = field(default_factory=lambda: {"2026-06-15", "2026-06-16"})
+    tibber_token: str = "t1bb3r-t0k3n"
     shift_days: int = 0  # Forecast.Solar's recording moved by whole days (to today, for the process tests)
 
     def _failing(self) -> web.Response | None:
@@ -85,12 +87,25 @@ class ProviderServer:
             return failure
         return web.json_response(recorded("open_meteo_forecast.json"))
 
+    async def tibber(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        query = str(form.get("query", ""))
+        self.requests.append(f"{request.path} {' '.join(query.split())[:40]}")
+        if (failure := self._failing()) is not None:
+            return failure
+        if request.headers.get("Authorization") != f"Bearer {self.tibber_token}":
+            return web.json_response(
+                {"errors": [{"message": "invalid token", "extensions": {"code": "UNAUTHENTICATED"}}]}
+            )
+        return web.json_response(recorded("tibber_price_info.json" if "home(id:" in query else "tibber_info.json"))
+
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/api/DayAheadPrices", self.nordpool)
         app.router.add_get("/estimate/{tail:.*}", self.forecast_solar)
         app.router.add_get("/{key}/estimate/{tail:.*}", self.forecast_solar)
         app.router.add_get("/v1/forecast", self.open_meteo)
+        app.router.add_post("/v1-beta/gql", self.tibber)
         return app
 
 

@@ -14,6 +14,7 @@ from chargebus.config import (
     FullConfig,
     NordpoolTariffConfig,
     OpenMeteoConfig,
+    TibberTariffConfig,
     load_config,
 )
 
@@ -44,7 +45,7 @@ def test_the_example_file_mentions_every_forecast_key() -> None:
     text = (ROOT / "chargebus.example.toml").read_text(encoding="utf-8")
     section = text[text.index("[forecast]") :]
     models = (FullConfig.model_fields["forecast"].annotation, FixedTariffConfig, NordpoolTariffConfig)
-    for model in (*models, ForecastSolarConfig, OpenMeteoConfig):
+    for model in (*models, TibberTariffConfig, ForecastSolarConfig, OpenMeteoConfig):
         assert model is not None
         for key in model.model_fields:
             assert re.search(rf"(^|[\s.\[]){key}(\s*=|\]|\.)", section, re.MULTILINE), f"{key} is not documented"
@@ -73,7 +74,12 @@ def test_no_forecast_section_is_valid(tmp_path: Path) -> None:
             'grid_tariff = { source = "entsoe" }',
             "forecast.grid_tariff = {'source': 'entsoe'}: source 'entsoe' is not supported yet",
         ),
-        ('grid_tariff = { source = "tibber" }', "source 'tibber' is not supported yet (supported: nordpool, fixed)"),
+        (
+            'grid_tariff = { source = "octopus" }',
+            "source 'octopus' is not supported yet (supported: nordpool, tibber, fixed)",
+        ),
+        ('grid_tariff = { source = "tibber" }', "forecast.grid_tariff.tibber.token_file: missing"),
+        ('grid_tariff = { source = "tibber", token = "x" }', "forecast.grid_tariff.tibber.token = ***: unknown key"),
         (
             'feedin_tariff = { source = "octopus" }',
             "forecast.feedin_tariff = {'source': 'octopus'}: source 'octopus' is not",

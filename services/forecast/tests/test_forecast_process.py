@@ -141,12 +141,12 @@ async def test_publishes_retained_tariffs_and_forecast_and_reports_an_outage_onc
 
 def test_a_source_not_supported_yet_stops_the_start_with_one_line(tmp_path: Path) -> None:
     config = tmp_path / "chargebus.toml"
-    config.write_text('[forecast]\ngrid_tariff = { source = "tibber" }\n', encoding="utf-8")
+    config.write_text('[forecast]\ngrid_tariff = { source = "entsoe" }\n', encoding="utf-8")
     service = forecast_process("mqtt://127.0.0.1:1", "x", config).start(tmp_path / "log")
     assert service.wait(30) == 2
     assert service.log().strip() == (
-        "config: forecast.grid_tariff = {'source': 'tibber'}: source 'tibber' is not supported yet "
-        "(supported: nordpool, fixed)"
+        "config: forecast.grid_tariff = {'source': 'entsoe'}: source 'entsoe' is not supported yet "
+        "(supported: nordpool, tibber, fixed)"
     )
 
 

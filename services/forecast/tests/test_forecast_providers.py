@@ -9,10 +9,16 @@ from pathlib import Path
 import pytest
 from chargebus.config import ForecastConfig
 from chargebus.schema import SolarForecast, Tariff
-from chargebus_forecast.normalise import nordpool_pieces, period_end_energy, quarter_hour_energy, with_fees
+from chargebus_forecast.normalise import (
+    nordpool_pieces,
+    period_end_energy,
+    quarter_hour_energy,
+    start_keyed_prices,
+    with_fees,
+)
 from chargebus_forecast.providers import fetch
 from chargebus_forecast.service import describe_error
-from chargebus_forecast.slots import ProviderDataError
+from chargebus_forecast.slots import ProviderDataError, price_slots
 
 from services.forecast.tests.provider_server import local_session, recorded, serve
 
@@ -22,7 +28,9 @@ PLANE = {"lat": 52.52, "lon": 13.4, "declination": 30, "azimuth": 0, "kwp": 6}
 
 def source(**table: object) -> object:
     config = (
-        ForecastConfig(grid_tariff=table) if table["source"] in {"fixed", "nordpool"} else ForecastConfig(solar=table)
+        ForecastConfig(grid_tariff=table)
+        if table["source"] in {"fixed", "nordpool", "tibber"}
+        else ForecastConfig(solar=table)
     )
     return config.grid_tariff or config.solar
 
@@ -60,6 +68,48 @@ async def test_nordpool_with_no_prices_from_now_on_is_an_error(tmp_path: Path) -
         server.nordpool_days = set()
         with pytest.raises(ProviderDataError, match="no prices"):
             await fetch(config, NOW, lambda: local_session(server))  # type: ignore[arg-type]
+
+
+async def test_tibber_totals_of_the_first_active_home(tmp_path: Path) -> None:
+    token = tmp_path / "tibber.token"
+    token.write_text("t1bb3r-t0k3n\n", encoding="utf-8")
+    config = source(source="tibber", token_file=str(token))
+    async with serve(tmp_path) as server:
+        tariff = await fetch(config, NOW, lambda: local_session(server))  # type: ignore[arg-type]
+    assert isinstance(tariff, Tariff)
+    assert tariff.currency == "NOK"
+    today = recorded("tibber_price_info.json")["data"]["viewer"]["home"]["currentSubscription"]["priceInfo"]["today"]
+    now_row = next(row for row in today if datetime.fromisoformat(row["startsAt"]) == NOW.replace(minute=0))
+    assert tariff.slots[0].start == NOW.replace(minute=0)
+    assert tariff.slots[0].price == now_row["total"]  # Tibber's total already holds taxes and fees
+    assert all(s.end - s.start == timedelta(minutes=15) for s in tariff.slots)
+    assert tariff.slots[-1].end == datetime(2026, 6, 16, 22, tzinfo=UTC)  # tomorrow's last quarter hour, in UTC
+    assert len(server.requests) == 2  # the account's homes, then one home's prices
+
+
+async def test_tibber_home_that_is_not_there_or_a_bad_token(tmp_path: Path) -> None:
+    from tibber.exceptions import InvalidLoginError  # noqa: PLC0415
+
+    token = tmp_path / "tibber.token"
+    token.write_text("t1bb3r-t0k3n", encoding="utf-8")
+    ended_home = source(source="tibber", token_file=str(token), home_id="68e6938b-91a6-4199-a0d4-f24c22be87bb")
+    async with serve(tmp_path) as server:
+        with pytest.raises(ProviderDataError, match="no home 68e6938b"):
+            await fetch(ended_home, NOW, lambda: local_session(server))  # type: ignore[arg-type]
+        token.write_text("wrong", encoding="utf-8")
+        with pytest.raises(InvalidLoginError):
+            await fetch(source(source="tibber", token_file=str(token)), NOW, lambda: local_session(server))  # type: ignore[arg-type]
+
+
+def test_tibber_prices_last_until_the_next_start_and_a_hole_ends_them() -> None:
+    starts = [NOW, NOW + timedelta(minutes=15), NOW + timedelta(minutes=30), NOW + timedelta(minutes=90)]
+    pieces = start_keyed_prices(dict.fromkeys(starts, 1.0))
+    assert [(p.start, p.end) for p in pieces][:3] == [
+        (NOW, NOW + timedelta(minutes=15)),
+        (NOW + timedelta(minutes=15), NOW + timedelta(minutes=30)),
+        (NOW + timedelta(minutes=30), NOW + timedelta(minutes=45)),
+    ]
+    assert len(price_slots(pieces, NOW)) == 3  # the hole from :45 to 10:37 ends the message
 
 
 async def test_forecast_solar_estimate_as_hourly_mean_power(tmp_path: Path) -> None:

@@ -523,7 +523,7 @@ class HistoryConfig(Section):
 #: are refused at load time, so a config naming one never starts a service that publishes nothing.
 TARIFF_SOURCES = ("nordpool", "entsoe", "tibber", "octopus", "fixed")
 SOLAR_SOURCES = ("forecast_solar", "open_meteo")
-NOT_SUPPORTED_YET = frozenset({"entsoe", "tibber", "octopus"})
+NOT_SUPPORTED_YET = frozenset({"entsoe", "octopus"})
 #: The bidding zones pynordpool knows (its `AREAS`), copied: chargebus never imports a service's libraries.
 NORDPOOL_AREAS = (
     "EE", "LT", "LV", "AT", "BE", "FR", "GER", "NL", "PL", "DK1", "DK2", "FI", "NO1", "NO2", "NO3", "NO4", "NO5",
@@ -597,6 +597,18 @@ class NordpoolTariffConfig(Fees):
         return value
 
 
+class TibberTariffConfig(Section):
+    """Tibber's prices for one home (pytibber): totals per kWh, taxes and fees included, in the home's currency."""
+
+    source: Literal["tibber"]
+    token_file: Path  # a file holding only the API access token (developer.tibber.com); never logged
+    home_id: OptionalStr = None  # which home, when the account has several; default the first active one
+
+    def token(self) -> str:
+        """The access token: the file's content, stripped."""
+        return self.token_file.read_text(encoding="utf-8").strip()
+
+
 class SolarPlane(Section):
     """One PV array: where it is, how it faces, how big it is. Azimuth: 0 = south, -90 = east, 90 = west."""
 
@@ -639,11 +651,17 @@ class OpenMeteoConfig(SolarPlane):
 
 
 GridTariffConfig = Annotated[
-    FixedTariffConfig | NordpoolTariffConfig, Field(discriminator="source"), _check_source(TARIFF_SOURCES)
+    FixedTariffConfig | NordpoolTariffConfig | TibberTariffConfig,
+    Field(discriminator="source"),
+    _check_source(TARIFF_SOURCES),
 ]
 SolarConfig = Annotated[
     ForecastSolarConfig | OpenMeteoConfig, Field(discriminator="source"), _check_source(SOLAR_SOURCES)
 ]
+
+
+#: Any one source's table.
+SourceConfig = FixedTariffConfig | NordpoolTariffConfig | TibberTariffConfig | ForecastSolarConfig | OpenMeteoConfig
 
 
 class ForecastConfig(Section):
@@ -670,7 +688,7 @@ class ForecastConfig(Section):
         return self
 
     @property
-    def sources(self) -> dict[str, FixedTariffConfig | NordpoolTariffConfig | ForecastSolarConfig | OpenMeteoConfig]:
+    def sources(self) -> dict[str, SourceConfig]:
         """What is configured, by topic key (`tariff_grid`, `tariff_feedin`, `forecast_solar`)."""
         found = {"tariff_grid": self.grid_tariff, "tariff_feedin": self.feedin_tariff, "forecast_solar": self.solar}
         return {key: source for key, source in found.items() if source is not None}

@@ -57,3 +57,16 @@ def period_end_energy(wh_by_end: Mapping[datetime, float]) -> list[Piece]:
 def quarter_hour_energy(wh_by_start: Mapping[datetime, float]) -> list[Piece]:
     """Energies of the quarter hour each key starts (open-meteo-solar-forecast's `wh_period_15m`)."""
     return [Piece(start, start + QUARTER_HOUR, float(wh)) for start, wh in sorted(wh_by_start.items())]
+
+
+def start_keyed_prices(by_start: Mapping[datetime, float]) -> list[Piece]:
+    """Prices keyed by the start of their period, each lasting until the next key (Tibber's `price_total`). The
+    shortest step between keys is the resolution: the last period lasts one step, and a longer distance between two
+    keys is a hole, not one long period (the message ends there, `slots.contiguous_run`)."""
+    starts = sorted(by_start)
+    if not starts:
+        return []
+    steps = [b - a for a, b in itertools.pairwise(starts)]
+    step = min(steps) if steps else QUARTER_HOUR
+    ends = [min(end, start + step) for start, end in itertools.pairwise(starts)] + [starts[-1] + step]
+    return [Piece(start, end, float(by_start[start])) for start, end in zip(starts, ends, strict=True)]

@@ -17,17 +17,18 @@ from chargebus.config import (
     ForecastSolarConfig,
     NordpoolTariffConfig,
     OpenMeteoConfig,
+    SourceConfig,
+    TibberTariffConfig,
 )
 from chargebus.schema import SolarForecast, Tariff
 
 from chargebus_forecast.fixed import fixed_pieces
-from chargebus_forecast.normalise import nordpool_pieces, period_end_energy, quarter_hour_energy
+from chargebus_forecast.normalise import nordpool_pieces, period_end_energy, quarter_hour_energy, start_keyed_prices
 from chargebus_forecast.slots import ProviderDataError, energy_slots, price_slots
 
 if TYPE_CHECKING:
     import aiohttp
 
-SourceConfig = FixedTariffConfig | NordpoolTariffConfig | ForecastSolarConfig | OpenMeteoConfig
 #: Builds the HTTP session a fetch uses (tests give one whose connector reaches a local server).
 SessionFactory = Callable[[], "aiohttp.ClientSession"]
 #: Nord Pool's delivery days are days in Central European Time.
@@ -35,6 +36,7 @@ NORDPOOL_DAY_ZONE = ZoneInfo("Europe/Oslo")
 FORECAST_SOLAR_SLOT_S = 3600
 OPEN_METEO_SLOT_S = 900
 HTTP_TIMEOUT_S = 30.0
+USER_AGENT = "chargebus-forecast"
 
 
 def default_session() -> aiohttp.ClientSession:
@@ -80,6 +82,25 @@ async def nordpool_tariff(config: NordpoolTariffConfig, session: aiohttp.ClientS
     slots = price_slots(nordpool_pieces(entries, config.area, config.fee_per_kwh, config.vat_pct), now)
     _non_empty(slots, "prices")
     return Tariff(currency=config.currency, slots=slots)
+
+
+async def tibber_tariff(config: TibberTariffConfig, session: aiohttp.ClientSession, now: datetime) -> Tariff:
+    from tibber import Tibber  # noqa: PLC0415 - lazy: memory on a Pi
+
+    client = Tibber(access_token=config.token(), websession=session, user_agent=USER_AGENT, time_zone=UTC)
+    await client.update_info()
+    homes = client.get_homes(only_active=True)
+    if config.home_id is not None:
+        homes = [home for home in homes if home.home_id == config.home_id]
+    if not homes:
+        wanted = f"home {config.home_id}" if config.home_id else "an active home"
+        raise ProviderDataError(f"the Tibber account has no {wanted} with a running subscription")
+    home = homes[0]
+    await home.update_info_and_price_info()
+    prices = {datetime.fromisoformat(start): float(total) for start, total in home.price_total.items()}
+    slots = price_slots(start_keyed_prices(prices), now)
+    _non_empty(slots, "prices")
+    return Tariff(currency=home.currency, slots=slots)
 
 
 async def forecast_solar(config: ForecastSolarConfig, session: aiohttp.ClientSession, now: datetime) -> SolarForecast:
@@ -137,6 +158,8 @@ async def fetch(
     async with session_factory() as session:
         if isinstance(config, NordpoolTariffConfig):
             return await nordpool_tariff(config, session, now)
+        if isinstance(config, TibberTariffConfig):
+            return await tibber_tariff(config, session, now)
         if isinstance(config, ForecastSolarConfig):
             return await forecast_solar(config, session, now)
         return await open_meteo(config, session, now)

@@ -18,14 +18,14 @@ from datetime import datetime
 from typing import Any
 
 from chargebus.clock import utc_datetime
-from chargebus.config import ForecastServiceConfig
+from chargebus.config import ForecastServiceConfig, SourceConfig
 from chargebus.ha import Discovery, Entity, availability, device, entity
 from chargebus.mqtt import Service
 from chargebus.runner import ServiceEntry
 from chargebus.schema import ForecastState, SolarForecast, Tariff, to_json
 
 from chargebus_forecast.health import SourceHealth
-from chargebus_forecast.providers import SessionFactory, SourceConfig, default_session, fetch
+from chargebus_forecast.providers import SessionFactory, default_session, fetch
 from chargebus_forecast.summary import summarise
 
 NAME = "forecast"
@@ -51,14 +51,19 @@ def describe_error(error: BaseException, secrets: list[str]) -> str:
 
 
 def _secrets(config: SourceConfig) -> list[str]:
-    reader = getattr(config, "api_key", None)
-    if reader is None:
-        return []
-    try:
-        key = reader()
-    except OSError:
-        return []
-    return [key] if key else []
+    """The secrets a source's errors must never show: its API key or access token, read from their files."""
+    found = []
+    for name in ("api_key", "token"):
+        reader = getattr(config, name, None)
+        if reader is None:
+            continue
+        try:
+            secret = reader()
+        except OSError:
+            continue
+        if secret:
+            found.append(secret)
+    return found
 
 
 class ForecastRuntime:
