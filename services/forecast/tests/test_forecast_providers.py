@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -203,3 +205,19 @@ def test_errors_never_carry_the_api_key() -> None:
     error = ValueError("GET https://api.forecast.solar/s3cr3t/estimate/1/2/3/4/5 failed")
     assert "s3cr3t" not in describe_error(error, ["s3cr3t"])
     assert describe_error(error, ["s3cr3t"]).startswith("ValueError: GET https://api.forecast.solar/***/estimate")
+
+
+def test_provider_libraries_are_loaded_only_by_the_source_that_needs_them() -> None:
+    script = (
+        "import asyncio, sys\n"
+        "from datetime import UTC, datetime\n"
+        "import chargebus_forecast.service\n"
+        "from chargebus.config import ForecastConfig\n"
+        "from chargebus_forecast.providers import fetch\n"
+        "config = ForecastConfig(grid_tariff={'source': 'fixed', 'day_price': 0.3, 'night_price': 0.2})\n"
+        "asyncio.run(fetch(config.grid_tariff, datetime.now(UTC)))\n"
+        "heavy = ('aiohttp', 'numpy', 'pynordpool', 'tibber', 'forecast_solar', 'open_meteo_solar_forecast')\n"
+        "print(sorted(name for name in heavy if name in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "[]"
