@@ -22,6 +22,7 @@ PACKAGES = (
     "chargebus_tesla",
     "chargebus_allocator",
     "chargebus_history",
+    "chargebus_forecast",
     "chargebus_sim",
 )
 

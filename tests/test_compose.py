@@ -26,7 +26,7 @@ from tests.support.broker_fixture import BrokerUnderTest
 from tests.support.bus import Recorder, ServiceProcess
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVICES = ("twc-bridge", "tesla-bridge", "allocator", "history", "ocpp-bridge")
+SERVICES = ("twc-bridge", "tesla-bridge", "allocator", "history", "ocpp-bridge", "forecast")
 SIM_CONFIG = ROOT / "docker" / "chargebus.sim.toml"
 SIM_ENV = ROOT / "docker" / "sim.env"
 VIN = "5YJ3E1EA8KF000001"

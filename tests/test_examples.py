@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import copy
 import importlib.util
 import json
@@ -10,13 +11,16 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import jinja2
 import pytest
 import yaml
-from chargebus.schema import EVSE_ID_PATTERN, VIN_PATTERN
+from chargebus.schema import EVSE_ID_PATTERN, VIN_PATTERN, SolarForecast, Tariff, parse_payload
 from chargebus.topics import SERVICES, TOPICS, Topics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -337,3 +341,109 @@ def test_battery_hold_examples_follow_the_topic() -> None:
     assert listener["topic"] == CONTRACT.build("allocator_battery_hold")
     result = run_checker(NODE_RED / "battery_hold.json")
     assert result.returncode == 0, result.stdout
+
+
+# --- Home Assistant: republishing HA's own Nord Pool and Forecast.Solar data (docs/contract.md §10.3) ----------------
+
+REPUBLISH = HOME_ASSISTANT / "forecast_republish.yaml"
+RECORDED_NORDPOOL = ROOT / "services" / "forecast" / "tests" / "recorded"
+
+
+def ha_templates(now: datetime, states: dict[str, str]) -> jinja2.Environment:
+    """The few Home Assistant template functions the examples use, as HA defines them."""
+    environment = jinja2.Environment(undefined=jinja2.Undefined, autoescape=False)
+    environment.globals.update(
+        now=lambda: now,
+        timedelta=timedelta,
+        as_datetime=datetime.fromisoformat,
+        states=lambda entity_id: states.get(entity_id, "unknown"),
+    )
+    environment.filters.update(to_json=json.dumps, float=float, is_number=_is_number)
+    return environment
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def ha_render(environment: jinja2.Environment, template: str, variables: dict[str, Any]) -> Any:
+    """Render like HA renders a variable: the text, read as JSON when it is JSON (HA's native types)."""
+    text = environment.from_string(template).render(**variables).strip()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    try:
+        return ast.literal_eval(text)  # True, False: what HA's native rendering makes of them
+    except (ValueError, SyntaxError):
+        return text
+
+
+def nord_pool_answer(day: str, area: str) -> dict[str, Any]:
+    """What HA's nordpool.get_prices_for_date answers: per area, start/end/price (per MWh) of every period."""
+    recorded = json.loads((RECORDED_NORDPOOL / f"nordpool_{day}.json").read_text(encoding="utf-8"))
+    return {
+        area: [
+            {
+                "start": datetime.fromisoformat(entry["deliveryStart"]).isoformat(),
+                "end": datetime.fromisoformat(entry["deliveryEnd"]).isoformat(),
+                "price": entry["entryPerArea"][area],
+            }
+            for entry in recorded["multiAreaEntries"]
+        ]
+    }
+
+
+def republish_automations() -> dict[str, dict[str, Any]]:
+    automations = yaml.safe_load(REPUBLISH.read_text(encoding="utf-8"))
+    return {automation["id"]: automation for automation in automations}
+
+
+@pytest.mark.parametrize("tomorrow_published", [True, False])
+def test_nord_pool_republication_is_a_valid_tariff_with_fees(tomorrow_published: bool) -> None:
+    automation = republish_automations()["chargebus_tariff_grid_from_nord_pool"]
+    now = datetime(2026, 6, 15, 16, 7, tzinfo=ZoneInfo("Europe/Stockholm"))
+    environment = ha_templates(now, {})
+    variables: dict[str, Any] = dict(automation["variables"])
+    today, tomorrow, compute, condition, publish = automation["action"]
+    assert today["service"] == tomorrow["service"] == "nordpool.get_prices_for_date"
+    assert tomorrow.get("continue_on_error") is True  # tomorrow's prices are not out before ~13:00 CET
+    variables["today"] = nord_pool_answer("2026-06-15", variables["area"])
+    if tomorrow_published:
+        variables["tomorrow"] = nord_pool_answer("2026-06-16", variables["area"])
+    variables["slots"] = ha_render(environment, compute["variables"]["slots"], variables)
+    assert ha_render(environment, condition["value_template"], variables) is True
+    assert publish["service"] == "mqtt.publish"
+    assert publish["data"]["topic"] == CONTRACT.build("tariff_grid")
+    assert publish["data"]["retain"] is True
+    tariff = parse_payload(Tariff, json.dumps(ha_render(environment, publish["data"]["payload"], variables)).encode())
+    assert tariff.currency == "EUR"
+    assert tariff.slots[0].start <= now < tariff.slots[0].end
+    first = next(e for e in variables["today"]["SE3"] if datetime.fromisoformat(e["start"]) == tariff.slots[0].start)
+    assert tariff.slots[0].price == pytest.approx((first["price"] / 1000 + 0.12) * 1.25, abs=1e-5)
+    assert tariff.slots[-1].end == datetime(2026, 6, 16 if tomorrow_published else 15, 22, tzinfo=UTC)
+
+
+def test_forecast_solar_republication_is_a_valid_two_hour_forecast() -> None:
+    automation = republish_automations()["chargebus_forecast_solar_from_forecast_solar"]
+    now = datetime(2026, 6, 15, 11, 40, tzinfo=ZoneInfo("Europe/Berlin"))
+    environment = ha_templates(now, {"sensor.energy_current_hour": "3.42", "sensor.energy_next_hour": "2.9"})
+    variables = {key: ha_render(environment, value, {}) for key, value in automation["variables"].items()}
+    assert ha_render(environment, automation["condition"][0]["value_template"], variables) is True
+    (publish,) = automation["action"]
+    assert publish["data"]["topic"] == CONTRACT.build("forecast_solar")
+    assert publish["data"]["retain"] is True
+    forecast = parse_payload(
+        SolarForecast, json.dumps(ha_render(environment, publish["data"]["payload"], variables)).encode()
+    )
+    assert [slot.power_w for slot in forecast.slots] == [3420, 2900]
+    assert forecast.slots[0].start == datetime(2026, 6, 15, 9, tzinfo=UTC)
+    assert forecast.slots[-1].end == datetime(2026, 6, 15, 11, tzinfo=UTC)
+    # a sensor that is not a number yet (unavailable at start) publishes nothing
+    environment = ha_templates(now, {"sensor.energy_current_hour": "unavailable"})
+    variables = {key: ha_render(environment, value, {}) for key, value in automation["variables"].items()}
+    assert ha_render(environment, automation["condition"][0]["value_template"], variables) is False

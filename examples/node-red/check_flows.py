@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SERVICES = ("twc-bridge", "tesla-bridge", "allocator", "history", "ocpp-bridge")
+SERVICES = ("twc-bridge", "tesla-bridge", "allocator", "history", "ocpp-bridge", "forecast")
 
 # (pattern below the prefix, direction, command?) — docs/contract.md §5.
 TOPICS: tuple[tuple[str, str, bool], ...] = (
@@ -50,6 +50,7 @@ TOPICS: tuple[tuple[str, str, bool], ...] = (
     ("tariff/feedin", "in/out", False),
     ("forecast/solar", "in/out", False),
     ("forecast/co2", "in/out", False),
+    ("forecast/state", "out", False),
     ("vehicle/{vin}/plan/set", "in", True),
     ("evse/{evse_id}/plan/set", "in", True),
     ("evse/{evse_id}/mode/set", "in", True),

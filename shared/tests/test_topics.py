@@ -11,8 +11,8 @@ ids = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_", min_size=1, max
 def test_contract_table_is_complete() -> None:
     patterns = {spec.pattern for spec in TOPICS}
     assert "evse/{evse_id}/max_current/set" in patterns
-    assert len(TOPICS) == 29
-    assert {"tariff/grid", "tariff/feedin", "forecast/solar", "forecast/co2"} <= patterns
+    assert len(TOPICS) == 30
+    assert {"tariff/grid", "tariff/feedin", "forecast/solar", "forecast/co2", "forecast/state"} <= patterns
     assert {"vehicle/{vin}/plan/set", "evse/{evse_id}/plan/set"} <= patterns
     assert "allocator/grid_limit/set" in patterns
     assert "allocator/battery_hold" in patterns

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("twc-bridge", "tesla-bridge", "allocator", "history", "ocpp-bridge")
+SERVICES = ("twc-bridge", "tesla-bridge", "allocator", "history", "ocpp-bridge", "forecast")
 DOCKERFILES = [ROOT / "docker" / "Dockerfile.service", *(ROOT / "services" / name / "Dockerfile" for name in SERVICES)]
 
 

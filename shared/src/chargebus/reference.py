@@ -195,6 +195,9 @@ def _sections(schema: Schema, defs: dict[str, Schema], path: str, header: str) -
             yield from _sections(defs[ref], defs, child_path, f"[{child_path}]")
         elif inner.get("type") == "array" and (ref := _ref_name(inner.get("items", {}))) is not None:
             yield from _sections(defs[ref], defs, child_path, f"[[{child_path}]]")
+        elif choices := _tagged_choices(inner):
+            for tag, ref in choices:
+                yield from _sections(defs[ref], defs, child_path, f'[{child_path}] source = "{tag}"')
         elif inner.get("type") == "object" and inner.get("patternProperties"):
             ((_pattern, value),) = inner["patternProperties"].items()
             if (ref := _ref_name(value)) is not None:
@@ -202,9 +205,15 @@ def _sections(schema: Schema, defs: dict[str, Schema], path: str, header: str) -
                 yield from _sections(defs[ref], defs, child_path, f'[{child_path}."{key}"]')
 
 
+def _tagged_choices(schema: Schema) -> list[tuple[str, str]]:
+    """(tag, model) of a union told apart by a field (`source = "nordpool"`): a table of its own per choice."""
+    mapping = (schema.get("discriminator") or {}).get("mapping") or {}
+    return [(str(tag), str(ref).rsplit("/", 1)[-1]) for tag, ref in mapping.items()]
+
+
 def _is_section(field: Schema) -> bool:
     inner, _nullable = _without_null(field)
-    if _ref_name(inner) is not None:
+    if _ref_name(inner) is not None or _tagged_choices(inner):
         return True
     if inner.get("type") == "array" and _ref_name(inner.get("items", {})) is not None:
         return True

@@ -295,6 +295,19 @@ class Co2Forecast(Payload):
     slots: Annotated[list[Co2Slot], Field(max_length=MAX_FORECAST_SLOTS), AfterValidator(_contiguous)]
 
 
+class ForecastState(Payload):
+    """`<p>/forecast/state`, retained: what the forecast service's sources say about now and the next hour, for
+    dashboards (docs/contract.md §10.1); null where no source is configured or no slot covers the moment."""
+
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = None
+    grid_price: Annotated[float, Field(allow_inf_nan=False)] | None = None  # per kWh, the slot holding now
+    grid_price_next_hour: Annotated[float, Field(allow_inf_nan=False)] | None = None  # the slot holding now + 1 h
+    feedin_price: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    solar_w: NonNegativeWatts | None = None  # the expected PV generation of the slot holding now
+    refreshed_at: Timestamp | None = None  # the last fetch that succeeded, any source
+    failing: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)  # sources failing now
+
+
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 PlanStrategy = Literal["cheapest", "continuous", "solar_only"]
 PlanStatus = Literal["on_track", "at_risk", "overrun", "met", "needs_capacity"]
@@ -451,6 +464,7 @@ PAYLOAD_MODELS: dict[str, type[BaseModel]] = {
     "Tariff": Tariff,
     "SolarForecast": SolarForecast,
     "Co2Forecast": Co2Forecast,
+    "ForecastState": ForecastState,
     "PlanRequest": PlanRequest,
     "Command": CommandEnvelope,
 }

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-SERVICES = ("twc-bridge", "tesla-bridge", "allocator", "history", "ocpp-bridge")
+SERVICES = ("twc-bridge", "tesla-bridge", "allocator", "history", "ocpp-bridge", "forecast")
 TWC_BRIDGE, TESLA_BRIDGE, OCPP_BRIDGE = "twc-bridge", "tesla-bridge", "ocpp-bridge"
 BRIDGES = (TWC_BRIDGE, TESLA_BRIDGE, OCPP_BRIDGE)
 
@@ -138,6 +138,14 @@ TOPICS: tuple[TopicSpec, ...] = (
         retained=True,
         payload="Co2Forecast",
         who="forecast, anyone → allocator",
+    ),
+    TopicSpec(
+        "forecast_state",
+        "forecast/state",
+        "out",
+        retained=True,
+        payload="ForecastState",
+        who="forecast",
     ),
     TopicSpec(
         "vehicle_plan_set",

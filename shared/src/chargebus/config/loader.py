@@ -13,7 +13,7 @@ from pydantic import (
 )
 
 from chargebus.config.common import CONFIG_ENV, DEFAULT_CONFIG_FILE, EXIT_CONFIG_ERROR
-from chargebus.config.secrets import redact_url, warn_if_secrets_readable
+from chargebus.config.secrets import SECRET_WORDS, redact_url, warn_if_secrets_readable
 from chargebus.config.services import KNOWN_TOP_LEVEL, ConfigT
 
 
@@ -48,7 +48,7 @@ def _read_toml(path: Path, required: bool) -> dict[str, Any]:
 
 
 def _show_value(value: Any, key: str) -> str:
-    if any(word in key for word in ("password", "secret", "token")) and "file" not in key and "url" not in key:
+    if any(word in key for word in SECRET_WORDS) and "file" not in key and "url" not in key:
         return "***"
     if isinstance(value, str) and "@" in value:
         value = redact_url(value)

@@ -24,7 +24,7 @@ def redact_url(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
-_SECRET_WORDS = ("password", "secret", "token")
+SECRET_WORDS = ("password", "secret", "token", "api_key")
 #: Files already warned about in this process: one warning each, however often the config is read.
 _warned_readable: set[Path] = set()
 
@@ -61,7 +61,7 @@ def _secret_keys(raw: dict[str, Any]) -> tuple[list[str], list[tuple[str, str]]]
         if key.endswith("url"):
             if _has_password(value):
                 keys.append(dotted)
-        elif any(word in key for word in _SECRET_WORDS):
+        elif any(word in key for word in SECRET_WORDS):
             if key.endswith("_file"):
                 files.append((dotted, value))
             else:

@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from chargebus.config.allocator import AllocatorConfig
 from chargebus.config.common import repeated
+from chargebus.config.forecast import ForecastConfig
 from chargebus.config.history import HistoryConfig
 from chargebus.config.meters import MeterConfig
 from chargebus.config.mqtt import MqttConfig
@@ -27,7 +28,7 @@ def default_state_dir() -> Path:
     return Path(base) / "chargebus"
 
 
-KNOWN_TOP_LEVEL = frozenset({"state_dir", "mqtt", "twc", "tesla", "allocator", "meters", "history", "ocpp"})
+KNOWN_TOP_LEVEL = frozenset({"state_dir", "mqtt", "twc", "tesla", "allocator", "meters", "history", "ocpp", "forecast"})
 
 
 class _ShortcutEnv(PydanticBaseSettingsSource):
@@ -113,7 +114,19 @@ class HistoryServiceConfig(CommonConfig):
         return self.history.database or f"sqlite:///{(self.state_dir / 'history.sqlite').absolute()}"
 
 
-class FullConfig(TwcBridgeConfig, TeslaBridgeConfig, OcppBridgeConfig, AllocatorServiceConfig, HistoryServiceConfig):
+class ForecastServiceConfig(CommonConfig):
+    SECTIONS: ClassVar[frozenset[str]] = CommonConfig.SECTIONS | {"forecast"}
+    forecast: ForecastConfig = Field(default_factory=ForecastConfig)
+
+
+class FullConfig(
+    TwcBridgeConfig,
+    TeslaBridgeConfig,
+    OcppBridgeConfig,
+    AllocatorServiceConfig,
+    HistoryServiceConfig,
+    ForecastServiceConfig,
+):
     """Every section at once: `chargebus config check` and the example file's test."""
 
     SECTIONS: ClassVar[frozenset[str]] = KNOWN_TOP_LEVEL
@@ -129,6 +142,7 @@ SERVICE_CONFIGS: dict[str, type[CommonConfig]] = {
     "allocator": AllocatorServiceConfig,
     "history": HistoryServiceConfig,
     "ocpp-bridge": OcppBridgeConfig,
+    "forecast": ForecastServiceConfig,
 }
 
 ConfigT = TypeVar("ConfigT", bound=CommonConfig)

@@ -1,0 +1,1 @@
+"""chargebus_forecast: tariffs and PV forecasts from providers, normalised to docs/contract.md §10.3."""
