@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from itertools import pairwise
 
 import pytest
@@ -108,3 +109,20 @@ def test_storing_only_changes_gives_the_same_series(steps: list[tuple[float, flo
         ts += spacing
     changes = [s for i, s in enumerate(dense) if i == 0 or s.power_w != dense[i - 1].power_w]
     assert step_hold(changes, ts, GAP) == step_hold(dense, ts, GAP)
+
+
+def test_a_denormal_power_is_no_shape_for_a_counter_to_scale() -> None:
+    """Found by the property above: 2e-309 W over a second scaled a 1 Wh counter delta to infinite power."""
+    base = 1_800_000_000.0
+    samples = [
+        Sample(ts=base, source="twc-4a1b", power_w=None, charging=True, plugged_in=True, counter_wh=1.0),
+        Sample(
+            ts=base, source="twc-4a1b", power_w=2.225073858507203e-309, charging=True, plugged_in=True, counter_wh=0.0
+        ),
+        Sample(ts=base + 1, source="twc-4a1b", power_w=None, charging=True, plugged_in=True, asleep=True),
+        Sample(
+            ts=base + 2, source="twc-4a1b", power_w=None, charging=True, plugged_in=True, asleep=True, counter_wh=1.0
+        ),
+    ]
+    segments = reconstruct(samples, horizon=base + 62)
+    assert all(s.power_w is None or math.isfinite(s.power_w) for s in segments)

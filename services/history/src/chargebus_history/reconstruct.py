@@ -151,6 +151,10 @@ def integrate(segments: Sequence[Segment], start: float, end: float) -> Integral
     return SeriesIndex(segments).integrate(start, end)
 
 
+#: Below this a measured integral is no shape to scale: a denormal power would scale a counter's kWh to infinity.
+MIN_SHAPE_WH = 1e-6
+
+
 def counter_anchors(samples: Iterable[Sample]) -> list[tuple[float, float]]:
     """(ts, value) where a counter is first seen at a new value.
 
@@ -181,9 +185,11 @@ def reconcile(segments: Sequence[Segment], samples: Iterable[Sample]) -> list[Se
         if c1 <= c0:
             continue
         measured = index.integrate(t0, t1)
-        if measured.unknown_s > 0 or measured.energy_wh <= 0:
+        if measured.unknown_s > 0 or measured.energy_wh <= MIN_SHAPE_WH:
             continue
-        scales.append((t0, t1, (c1 - c0) / measured.energy_wh))
+        scale = (c1 - c0) / measured.energy_wh
+        if math.isfinite(scale):
+            scales.append((t0, t1, scale))
     if not scales:
         return list(segments)
     return _apply_scales(segments, scales)
