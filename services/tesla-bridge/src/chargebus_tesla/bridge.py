@@ -233,6 +233,7 @@ class TeslaBridge:
                     ble=calls.ble if calls else 0,
                     billed_usd=round(calls.billed_usd, 6) if calls else 0.0,
                     last_call_at=car_state._utc(calls.last_call_at) if calls and calls.last_call_at else None,  # noqa: SLF001
+                    by_reason=dict(sorted(calls.by_reason.items())) if calls else {},
                 )
             )
         usage = Usage(date=day, rate_limited_until=car_state._utc(limited) if limited else None, cars=cars)  # noqa: SLF001
@@ -412,7 +413,16 @@ class CarRuntime:
         return tm is not None and tm.fresh(now, self.bridge.tesla.teslamate_stale_s, self.bridge.started_at)
 
     def snapshot(self, now: float) -> Snapshot:
-        return self.state.snapshot(now, teslamate_fresh=self.teslamate_fresh(now), api_source=self.api_source)
+        return self.state.snapshot(
+            now,
+            teslamate_fresh=self.teslamate_fresh(now),
+            api_source=self.api_source,
+            api_stale_s=self.policy.stale_after_s(),
+        )
+
+    def attribute(self, reason: str, now: float) -> None:
+        """Count one call under what it was made for (`UsageCar.by_reason`)."""
+        self.bridge.client.counter.attribute(self.vin, reason, now)
 
     # -- the loop ----------------------------------------------------------------------------------------------
 
@@ -508,6 +518,8 @@ class CarRuntime:
             wants_charge=wants_charge,
             home_configured=self.vehicle.home is not None,
             rate_limited_until=self.rate_limited_until(),
+            follows_command=self.state.follows_command,
+            time_to_full_s=snap.report.time_to_full_s,
         )
 
     def rate_limited_until(self) -> float | None:
@@ -518,7 +530,10 @@ class CarRuntime:
 
     async def _perform(self, decision: PollDecision, now: float) -> None:
         client = self.bridge.client
-        log.info(f"tesla_poll vin={self.vin} action={decision.action} reason={decision.reason!r}")
+        log.info(
+            f"tesla_poll vin={self.vin} action={decision.action} cause={decision.cause} reason={decision.reason!r}"
+        )
+        self.attribute(decision.cause.value, now)
         recorders: dict[Action, Callable[[float], None]] = {
             Action.STATE: self.policy.record_state_call,
             Action.DATA: self.policy.record_data_call,
@@ -603,6 +618,7 @@ class CarRuntime:
 
     async def _send(self, command: PlannedCommand, facts: CarFacts) -> bool:
         client = self.bridge.client
+        self.attribute(command.name, self.clock.time())
         try:
             result = await client.command(self.vin, command.name, command.body)
         except VehicleAsleep:
@@ -621,6 +637,7 @@ class CarRuntime:
         )
         if command.name in (CHARGE_START, CHARGE_STOP):
             self.policy.record_start_stop(now)
+            self.state.observe_start_stop()
         if not result.result:
             self.planner.refused(now, command.name, result.reason, facts.charging_state)
             if result.reason not in _BENIGN_REFUSALS:
@@ -634,6 +651,9 @@ class CarRuntime:
         self.bridge.resolved(self.vin, f"refused-{command.name}")
         if command.name == SET_CHARGING_AMPS and command.charging_amps is not None:
             self.offered_a = float(command.charging_amps)
+            if not self.state.observe_command(now, command.charging_amps):
+                # Not trusted yet (no report since the last surprise showed the car following): look once.
+                self.policy.record_untrusted_command(now)
         elif command.name == CHARGE_STOP:
             self.offered_a = 0.0
         return True
@@ -686,6 +706,7 @@ class CarRuntime:
         if snap.report.charge_limit_pct == action.percent:
             log.info(f"tesla_charge_limit vin={self.vin} percent={action.percent} result=already_set calls=0")
             return
+        self.attribute("set_charge_limit", now)
         try:
             result = await self.bridge.client.set_charge_limit(self.vin, action.percent)
         except VehicleAsleep:
@@ -705,6 +726,7 @@ class CarRuntime:
         now = self.clock.time()
         snap = self.snapshot(now)
         client = self.bridge.client
+        self.attribute("refresh", now)
         try:
             if snap.online_state == "online":
                 endpoints = CHARGE_AND_LOCATION_ENDPOINTS if self.vehicle.home is not None else CHARGE_ENDPOINTS
