@@ -41,7 +41,8 @@ from chargebus.schema import Setpoint
 from chargebus_sim.fleet_api import FakeFleetApi
 from chargebus_sim.house import House
 from chargebus_sim.teslamate import CADENCE_S, TeslaMateSim, format_value
-from chargebus_tesla.bridge import NullBus, TeslaBridge
+from chargebus_tesla.bridge import TeslaBridge
+from chargebus_tesla.bus import NullBus
 from chargebus_tesla.car_state import measured_power_w
 from chargebus_tesla.fleet import fleet_client_from_config
 from chargebus_tesla.poll_policy import utc_day_start
