@@ -1,9 +1,10 @@
 """The tesla-bridge runtime: MQTT in and out, every car's loop, the usage meter and the command topics.
 
 Decisions live in the pure modules (`poll_policy` when to call, `commands` what to send, `car_state` what the car
-is, `teslamate` what TeslaMate said, `usage_payload` the usage topic); each car's loop is `car.CarRuntime`, which
-sees only a narrow `CarContext`, not this object. This module wires topics to cars. Incoming messages only update
-state and poke the car's loop, so a slow Tesla call never holds up the MQTT dispatcher.
+is, `teslamate` what TeslaMate said, `status` the status text, `fleet_problems` what a failure is reported as,
+`usage_payload` the usage topic); each car's loop is `car.CarRuntime`, which sees only a narrow `CarContext`, not
+this object. This module wires topics to cars. Incoming messages only update state and poke the car's loop, so a
+slow Tesla call never holds up the MQTT dispatcher.
 
 Tests and the cost benchmark drive `step()` themselves on a fake clock (`TeslaBridge.step_all()`); the service
 runs `CarRuntime.run()` as supervised tasks.

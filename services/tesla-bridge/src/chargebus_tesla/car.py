@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from chargebus.clock import Clock, iso_utc
+from chargebus.clock import Clock
 from chargebus.config import TeslaConfig, TeslaVehicleConfig
 from chargebus.schema import Setpoint
 from chargebus.topics import Topics
@@ -37,8 +37,9 @@ from chargebus_tesla.commands import (
     failsafe_target,
     target_from_setpoint,
 )
-from chargebus_tesla.errors import AuthFailed, BleUnavailable, FleetError, RateLimited, VehicleAsleep
+from chargebus_tesla.errors import BleUnavailable, FleetError, VehicleAsleep
 from chargebus_tesla.fleet import FleetClient
+from chargebus_tesla.fleet_problems import problem_for
 from chargebus_tesla.overrides import Overrides
 from chargebus_tesla.poll_policy import (
     CHARGE_AND_LOCATION_ENDPOINTS,
@@ -50,6 +51,7 @@ from chargebus_tesla.poll_policy import (
     PollPolicy,
 )
 from chargebus_tesla.problems import RATE_LIMITED, Problems
+from chargebus_tesla.status import LinkFacts, WakeFacts, evse_online, status_text
 from chargebus_tesla.teslamate import TeslaMateCar
 from chargebus_tesla.user_commands import RefreshLimiter
 from chargebus_tesla.vehicle_data import parse_vehicle_data
@@ -398,21 +400,17 @@ class CarRuntime:
             # One failed BLE call is no news (BLE is flaky); an outage opens the breaker and `_check_ble` reports
             # it once. The call itself is retried as the schedule and the planner say.
             log.info(f"tesla_ble_unavailable vin={self.vin} call={command or key} detail={exc.detail!r}")
-            return
-        if isinstance(exc, RateLimited):
-            if self.ctx.problems.has("*", RATE_LIMITED):
-                return  # the storm is reported once, when it starts and when it ends (`publish_usage`)
-            message = (
-                f"rate limited by Tesla until {iso_utc(exc.until)} "
-                f"(in {max(0.0, exc.until - self.clock.time()):.0f} s): no Tesla request before then; "
-                f"{what} is retried after it"
-            )
-            await self.ctx.problems.report("*", RATE_LIMITED, topic, message)
-            return
-        if isinstance(exc, AuthFailed):
-            await self.ctx.problems.report("*", "auth", topic, f"Tesla login needed, all Tesla calls stopped: {exc}")
-            return
-        await self.ctx.problems.report(self.vin, key, topic, f"{what} failed: {exc}")
+        problems = self.ctx.problems
+        report = problem_for(
+            exc,
+            vin=self.vin,
+            key=key,
+            what=what,
+            now=self.clock.time(),
+            storm_reported=problems.has("*", RATE_LIMITED),
+        )
+        if report is not None:
+            await problems.report(report.scope, report.key, topic, report.message)
 
     # -- user commands -----------------------------------------------------------------------------------------
 
@@ -482,73 +480,30 @@ class CarRuntime:
 
     # -- publishing --------------------------------------------------------------------------------------------
 
-    def _status_text(self, now: float, snap: Snapshot) -> str:
+    def _link(self) -> LinkFacts:
         client = self.ctx.client
-        failure = client.tokens.failure
-        if failure is not None and client.uses_fleet(self.vin):
-            return f"Tesla login needed: {failure}"
-        limited = self.rate_limited_until()
-        if limited is not None:
-            return f"rate limited by Tesla until {iso_utc(limited)}"
-        parts: list[str] = [snap.online_state]
-        outage = client.ble_outage(self.vin)
-        if outage is not None:
-            fallback = "using the Fleet API" if outage.fallback == "fleet" else "not reached"
-            parts.append(f"BLE proxy not answering, {fallback}; next BLE try {iso_utc(outage.open_until)}")
-        if snap.report.charging_state is not None:
-            parts.append(snap.report.charging_state)
-        if not self.vehicle.controllable:
-            parts.append("observe only")
-        elif snap.at_home is False:
-            parts.append("away from home: not controlled")
-        elif snap.at_home is None:
-            parts.append("location unknown: not controlled")
-        note = self._wake_note(now, snap)
-        if note:
-            parts.append(note)
-        return "; ".join(parts)
+        failure = client.tokens.failure if client.uses_fleet(self.vin) else None
+        return LinkFacts(
+            login_failure=failure, rate_limited_until=self.rate_limited_until(), ble_outage=client.ble_outage(self.vin)
+        )
 
-    def _wake_note(self, now: float, snap: Snapshot) -> str | None:
-        """Why a car the setpoint wants charging is left asleep, if it is."""
+    def _wake_facts(self, now: float, snap: Snapshot) -> WakeFacts:
         target = self.target(now, snap) if self._controls(snap) else None
-        if target is None or target.charge is not True or snap.charging:
-            return None
-        if snap.online_state not in ("asleep", "offline"):
-            return None
-        budget, used = self.ctx.tesla.max_wakes_per_day, self.policy.wakes_today(now)
-        if budget == 0:
-            return "not woken: max_wakes_per_day = 0"
-        if used >= budget:
-            return f"not woken: {used} of {budget} wakes used today"
-        if snap.plugged_in is not True:
-            return "not woken: not known to be plugged in"
-        return None
-
-    def _evse_online(self, now: float, snap: Snapshot) -> bool:
-        """Reachable for control: online, or asleep/offline but wakeable today; never without usable tokens, nor
-        while the car's BLE proxy is out and nothing stands in for it."""
-        client = self.ctx.client
-        if client.uses_fleet(self.vin) and client.tokens.failure is not None:
-            return False
-        outage = client.ble_outage(self.vin)
-        if outage is not None and outage.fallback == "none":
-            return False
-        if snap.online_state == "online":
-            return True
-        budget = self.ctx.tesla.max_wakes_per_day
-        return (
-            snap.online_state in ("asleep", "offline")
-            and self.vehicle.controllable
-            and self.policy.wakes_today(now) < budget
+        return WakeFacts(
+            controllable=self.vehicle.controllable,
+            wants_start=target is not None and target.charge is True,
+            budget=self.ctx.tesla.max_wakes_per_day,
+            used_today=self.policy.wakes_today(now),
         )
 
     async def publish(self, now: float, snap: Snapshot, *, force: bool = False) -> None:
+        link, wake = self._link(), self._wake_facts(now, snap)
         facts = EvseFacts(
-            online=self._evse_online(now, snap),
+            online=evse_online(snap, link, wake),
             offered_a=self.offered_a,
             min_amps=self.ctx.tesla.min_amps,
             max_amps_override=self.ctx.overrides.max_current.get(self.vin),
-            status_text=self._status_text(now, snap),
+            status_text=status_text(snap, link, wake),
         )
         evse = car_state.evse_state(self.vehicle, snap, self.state.basis, facts, now)
         vehicle = car_state.vehicle_state(self.vehicle, snap, now)
