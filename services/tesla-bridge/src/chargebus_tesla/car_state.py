@@ -5,9 +5,10 @@ wins for the online state; the charging facts come from the newer report, with f
 other. From that snapshot come the retained `car-<VIN>` EvseState and `vehicle/<vin>/state` VehicleState.
 
 A current we command is trusted once the car has shown that it follows (docs/contract.md §6.3): after one report
-whose requested current is the one we last commanded, a later accepted `set_charging_amps` stands for the car's
-request and actual current until the next report (`current_commanded` says so; `data_age_s` stays the age of the
-last report). A report that shows another current ends the trust until a report confirms again.
+whose requested current is the one we last commanded and whose measured current is within one step (1 A) of it, a
+later accepted `set_charging_amps` stands for the car's request and actual current until the next report
+(`current_commanded` says so; `data_age_s` stays the age of the last report). A report that shows another current,
+or a start/stop, ends the trust until a report confirms again.
 """
 
 from __future__ import annotations
