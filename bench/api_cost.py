@@ -14,6 +14,11 @@ silent bus), TeslaMate's feed is applied to the bridge directly at TeslaMate's o
      and once more with the car out of the proxy's range for an hour at midday, `ble_fallback = "fleet"`: what
      the fallback costs (billed Fleet API calls during the outage)
 
+For each simulated day the bench also measures how wrong the allocator's view of the car is: the current the
+bridge publishes (`current_a` of its EvseState, measured or commanded) against the fake car's real one, sampled at
+every step; `view_wrong_s` is the time it was off by more than one step (1 A), `view_wrong_longest_s` the longest
+such stretch. `by_reason_*` says what the calls of the day were made for (`UsageCar.by_reason`).
+
 The baseline is the predecessor's habit (TWCManager): `vehicle_data` every 5 minutes while at home, plus a
 start/stop and an amps command whenever the offer changes (at most once a minute).
 
@@ -36,7 +41,9 @@ from chargebus.schema import Setpoint
 from chargebus_sim.fleet_api import FakeFleetApi
 from chargebus_sim.house import House
 from chargebus_sim.teslamate import CADENCE_S, TeslaMateSim, format_value
-from chargebus_tesla.bridge import NullBus, TeslaBridge
+from chargebus_tesla.bridge import TeslaBridge
+from chargebus_tesla.bus import NullBus
+from chargebus_tesla.car_state import measured_power_w
 from chargebus_tesla.fleet import fleet_client_from_config
 from chargebus_tesla.poll_policy import utc_day_start
 from chargebus_tesla.vehicle_data import CarReport
@@ -57,6 +64,9 @@ class Day:
     wake: int
     energy_wh: float
     ble: int = 0
+    view_wrong_s: float = 0.0
+    view_wrong_longest_s: float = 0.0
+    by_reason: dict[str, int] | None = None
 
     @property
     def usd(self) -> float:
@@ -145,8 +155,10 @@ async def simulate(
                 car.state.observe_online_state(START - 2 * 3600, "asleep")
             allocator = SolarAllocator(House()) if solar else None
             next_setpoint = START
+            view = _ViewError()
             while clock.time() < START + DAY - 1:
                 now = clock.time()
+                view.sample(now, _viewed_amps(bridge, now), api.car(VIN).actual_current_a)
                 if ble_outage_h is not None:
                     hour = (now - START) / 3600.0
                     fake.ble_in_range = not ble_outage_h[0] <= hour < ble_outage_h[1]
@@ -165,11 +177,51 @@ async def simulate(
                 target = min(targets)
                 if target > clock.time():
                     clock.advance(target - clock.time())
+            view.sample(clock.time(), _viewed_amps(bridge, clock.time()), api.car(VIN).actual_current_a)
+            _, counts = client.counter.snapshot(clock.time())
             await client.aclose()
             energy = api.car(VIN).charge_energy_added_wh
             billed = [call.category for call in api.billed()]  # the Fleet API's hosts; BLE calls are not billed
             data = billed.count("data") + billed.count("state")
-            return Day(data, billed.count("command"), billed.count("wake"), energy, api.count(host="ble"))
+            calls = counts.get(VIN)
+            return Day(
+                data,
+                billed.count("command"),
+                billed.count("wake"),
+                energy,
+                api.count(host="ble"),
+                view.wrong_s,
+                view.longest_s,
+                dict(getattr(calls, "by_reason", {})) if calls is not None else None,
+            )
+
+
+class _ViewError:
+    """How long the bridge's published current was off the car's real one by more than one step (1 A)."""
+
+    def __init__(self) -> None:
+        self.wrong_s = self.longest_s = 0.0
+        self._at: float | None = None
+        self._wrong_since: float | None = None
+
+    def sample(self, now: float, viewed_a: float, actual_a: float) -> None:
+        if self._at is not None and self._wrong_since is not None:
+            self.wrong_s += now - self._at
+            self.longest_s = max(self.longest_s, now - self._wrong_since)
+        wrong = abs(viewed_a - actual_a) > 1.0
+        if not wrong:
+            self._wrong_since = None
+        elif self._wrong_since is None:
+            self._wrong_since = now
+        self._at = now
+
+
+def _viewed_amps(bridge: TeslaBridge, now: float) -> float:
+    """The current the car's EvseState would show now (`power_w` / `step_w`), 0 when unknown."""
+    car = bridge.cars[VIN]
+    basis = car.state.basis
+    power = measured_power_w(car.snapshot(now).report, basis)
+    return 0.0 if power is None else power / basis.step_w
 
 
 def _ble_settings(api: FakeFleetApi, *, fallback: bool) -> dict[str, object]:
@@ -253,6 +305,10 @@ def report(name: str, day: Day) -> None:
     print(f"{name}_cost {day.usd:.3f} USD/day")
     if day.energy_wh:
         print(f"{name}_energy {day.energy_wh / 1000:.1f} kWh/day")
+        print(f"{name}_view_wrong {day.view_wrong_s:.0f} s/day (published current off by more than 1 A)")
+        print(f"{name}_view_wrong_longest {day.view_wrong_longest_s:.0f} s")
+    for reason, count in sorted((day.by_reason or {}).items()):
+        print(f"{name}_by_reason_{reason} {count} calls/day")
 
 
 async def main() -> None:

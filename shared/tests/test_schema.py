@@ -49,6 +49,7 @@ EVSE = {
     "source": "rs485",
     "updated_at": "2026-11-24T12:00:00.123Z",
     "stale": False,
+    "current_commanded": None,
 }
 
 

@@ -31,7 +31,13 @@ from chargebus_sim.fleet_api import FakeFleetApi, RecordedCall
 from chargebus_sim.house import House
 from chargebus_sim.teslamate import CADENCE_S, TeslaMateSim
 from chargebus_tesla.bridge import TeslaBridge
-from chargebus_tesla.poll_policy import ASLEEP_STATE_POLL_S, QUIET_S, WAKE_MIN_INTERVAL_S, utc_day_start
+from chargebus_tesla.poll_policy import (
+    ASLEEP_STATE_POLL_S,
+    CONTROLLED_CHARGING_MAX_S,
+    QUIET_S,
+    WAKE_MIN_INTERVAL_S,
+    utc_day_start,
+)
 from chargebus_tesla.service import setup
 from chargebus_tesla.vehicle_data import CarReport
 
@@ -620,7 +626,9 @@ async def test_token_is_refreshed_once_before_expiry_while_charging(make_harness
         lifetime = h.api.access_token_lifetime_s
         assert 0.75 * lifetime <= tokens[0].at - START <= 0.95 * lifetime
         assert all(c.status != 401 for c in h.api.calls)
-        assert len(h.calls("data")) > 100  # charging under control: polled every 2 minutes
+        # Charging under control and following our commands: polled at least every CONTROLLED_CHARGING_MAX_S.
+        data_at = [START] + [call.at for call in h.calls("data")]
+        assert max(b - a for a, b in itertools.pairwise(data_at)) <= CONTROLLED_CHARGING_MAX_S
 
 
 # -- 7. waking a sleeping car ---------------------------------------------------------------------------------------
@@ -1024,3 +1032,50 @@ async def test_a_ble_outage_without_fallback_never_calls_tesla(make_harness: Har
         assert h.billed() == []
         await h.evse(lambda e: e.online and e.source == "ble_proxy")
         assert len(h.errors()) == 1
+
+
+# -- 12. without TeslaMate: trusted commanded current, backed-off polls, surprises still seen --------------------------
+
+
+async def test_solar_following_without_teslamate_polls_less_and_the_state_stays_right(
+    make_harness: HarnessFactory,
+) -> None:
+    # Plugged in and idle: the first look locates it (at home), then the setpoints start and follow it.
+    car_state = {"state": "online", "charging_state": "Stopped", "charge_current_request_max": 16, "charge_amps": 16}
+    async with make_harness(teslamate=False, car_state=car_state) as h:
+        car = h.api.car(VIN)
+        await h.run_for(300, max_step=30)
+        amps_cycle = itertools.cycle([6, 10, 14, 8, 12, 16, 9])
+        checked = 0
+        for _ in range(48):  # four hours, a new offer every five minutes
+            await h.setpoint(next(amps_cycle) * 230, charge=True)
+            await h.run_for(60, max_step=30)
+            actual = car.actual_current_a
+            # The allocator's view: the current the EvseState shows is the car's real one, to within one step.
+            evse = await h.evse(lambda e, a=actual: e.current_a is not None and abs(e.current_a - a) <= 1.0)
+            assert evse.stale is False
+            checked += 1
+            await h.run_for(240, max_step=60)
+        assert checked == 48
+        data = h.calls("data")
+        # The fixed 2-minute cadence made 120 data calls in these four hours; trusted commands and back-off far fewer.
+        assert len(data) <= 4 * HOUR / CONTROLLED_CHARGING_MAX_S + 8
+        evse = await h.evse(lambda e: e.current_commanded is True)
+        vehicle = await h.vehicle()
+        assert vehicle.data_age_s is not None
+        assert vehicle.data_age_s > 0  # honest: the last report's age
+        usage = h.usage().cars[0]
+        assert usage.by_reason.get("charging_watch", 0) + usage.by_reason.get("confirm_command", 0) >= 1
+        assert usage.by_reason["set_charging_amps"] == len(h.calls("command", path_end="set_charging_amps"))
+        assert sum(
+            v for k, v in usage.by_reason.items() if k not in {"set_charging_amps", "charge_start", "charge_stop"}
+        ) == len(h.billed()) - len(h.calls("command"))
+        # A surprise the bridge cannot predict: the car is unplugged. Seen within the longest gap, never later.
+        unplugged_at = h.clock.time()
+        car.unplug()
+        await h.run_for(CONTROLLED_CHARGING_MAX_S + 60, max_step=60)
+        evse = await h.evse(lambda e: e.plugged_in is False)
+        assert evse.current_commanded is False
+        seen = [c.at for c in h.calls("data") if c.at > unplugged_at]
+        assert seen
+        assert seen[0] - unplugged_at <= CONTROLLED_CHARGING_MAX_S

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 from chargebus_tesla.poll_policy import (
+    ASLEEP_PLUGGED_POLL_MAX_S,
     ASLEEP_STATE_POLL_S,
     CHARGE_AND_LOCATION_ENDPOINTS,
     CHARGE_ENDPOINTS,
@@ -82,9 +83,12 @@ def test_fresh_teslamate_means_zero_calls_whatever_the_car_does() -> None:
 def test_asleep_car_gets_only_state_calls_at_the_slow_cadence() -> None:
     calls = run(PollPolicy(max_wakes_per_day=6), always(ASLEEP), DAY)
     assert set(actions(calls)) == {Action.STATE}
-    assert len(calls) == DAY / ASLEEP_STATE_POLL_S
-    gaps = {later - earlier for (earlier, _), (later, _) in itertools.pairwise(calls)}
-    assert gaps == {ASLEEP_STATE_POLL_S}
+    # The slow cadence backs off while nothing changes: 10 min at first, doubling up to the plugged-in cap.
+    gaps = [later - earlier for (earlier, _), (later, _) in itertools.pairwise(calls)]
+    assert gaps[0] == ASLEEP_STATE_POLL_S
+    assert gaps == sorted(gaps)
+    assert max(gaps) == ASLEEP_PLUGGED_POLL_MAX_S
+    assert len(calls) <= DAY / ASLEEP_PLUGGED_POLL_MAX_S + 4
 
 
 def test_unknown_car_is_first_asked_for_its_state() -> None:

@@ -131,6 +131,10 @@ class EvseState(Payload):
     source: EvseSource
     updated_at: Timestamp
     stale: bool
+    current_commanded: bool | None = Field(
+        default=None,
+        description="true: `current_a`/`power_w` are the commanded current, not yet measured (docs/contract.md §6.3)",
+    )
 
 
 class Setpoint(Payload):
@@ -176,6 +180,10 @@ class VehicleState(Payload):
     source: EvseSource
     updated_at: Timestamp
     data_age_s: Annotated[float, Field(ge=0)] | None = None
+    current_commanded: bool | None = Field(
+        default=None,
+        description="true: the `charge_current_*`/`charger_actual_current_a` are commanded (docs/contract.md §6.3)",
+    )
 
 
 class PowerReading(Payload):
@@ -430,6 +438,9 @@ class UsageCar(Payload):
     ble: int
     billed_usd: float
     last_call_at: Timestamp | None = None
+    by_reason: dict[str, int] = Field(
+        default_factory=dict, description="calls made today per cause (what each bought, docs/contract.md §6.8)"
+    )
 
 
 class Usage(Payload):

@@ -1,10 +1,10 @@
-"""The tesla-bridge runtime: MQTT in and out, one scheduling loop per car, the Fleet API calls it decides on.
+"""The tesla-bridge runtime: MQTT in and out, every car's loop, the usage meter and the command topics.
 
 Decisions live in the pure modules (`poll_policy` when to call, `commands` what to send, `car_state` what the car
-is, `teslamate` what TeslaMate said); this module wires them to the bus and the client. Each car has one loop:
-`step()` makes at most one poll call, plans and sends the commands the setpoint asks for, runs queued user
-commands and publishes the car's state when it changed; it returns when it next wants to run. Incoming messages
-only update state and poke the loop, so a slow Tesla call never holds up the MQTT dispatcher.
+is, `teslamate` what TeslaMate said, `status` the status text, `fleet_problems` what a failure is reported as,
+`usage_payload` the usage topic); each car's loop is `car.CarRuntime`, which sees only a narrow `CarContext`, not
+this object. This module wires topics to cars. Incoming messages only update state and poke the car's loop, so a
+slow Tesla call never holds up the MQTT dispatcher.
 
 Tests and the cost benchmark drive `step()` themselves on a fake clock (`TeslaBridge.step_all()`); the service
 runs `CarRuntime.run()` as supervised tasks.
@@ -12,145 +12,38 @@ runs `CarRuntime.run()` as supervised tasks.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
 
 from chargebus.clock import Clock, iso_utc
-from chargebus.config import TeslaBridgeConfig, TeslaVehicleConfig
+from chargebus.config import TeslaBridgeConfig
 from chargebus.ha import Discovery
 from chargebus.mqtt import Incoming, Service
 from chargebus.schema import (
     CommandEnvelope,
     PayloadError,
     Setpoint,
-    Usage,
-    UsageCar,
     parse_command,
     parse_for_topic,
     transaction_in,
 )
-from chargebus.statefile import read_json, write_json
 from chargebus.topics import TESLA_BRIDGE, ParsedTopic, Topics, owning_bridge
-from chargebus.units import clamp_offer
-from pydantic import BaseModel
 
-from chargebus_tesla import car_state
-from chargebus_tesla.car_state import CarState, EvseFacts, Snapshot
-from chargebus_tesla.commands import (
-    CAR_MAX_AMPS,
-    CHARGE_START,
-    CHARGE_STOP,
-    SET_CHARGING_AMPS,
-    CarFacts,
-    CommandPlanner,
-    PlannedCommand,
-    Target,
-    car_max_amps,
-    failsafe_target,
-    target_from_setpoint,
-)
+from chargebus_tesla.bus import Bus
+from chargebus_tesla.car import CarContext, CarRuntime, UserAction
+from chargebus_tesla.commands import CAR_MAX_AMPS
 from chargebus_tesla.discovery import car_entities
-from chargebus_tesla.errors import AuthFailed, BleUnavailable, FleetError, RateLimited, VehicleAsleep
 from chargebus_tesla.fleet import FleetClient
-from chargebus_tesla.poll_policy import (
-    CHARGE_AND_LOCATION_ENDPOINTS,
-    CHARGE_ENDPOINTS,
-    WAKE_CONFIRM_TIMEOUT_S,
-    Action,
-    CarView,
-    PollDecision,
-    PollPolicy,
-)
-from chargebus_tesla.teslamate import TeslaMateCar, car_topic_filter, parse_topic
-from chargebus_tesla.user_commands import RefreshLimiter, charge_limit_percent, max_current_amps
-from chargebus_tesla.vehicle_data import parse_vehicle_data
+from chargebus_tesla.overrides import Overrides
+from chargebus_tesla.problems import RATE_LIMITED, Problems
+from chargebus_tesla.teslamate import car_topic_filter, parse_topic
+from chargebus_tesla.usage_payload import usage_payload
+from chargebus_tesla.user_commands import charge_limit_percent, max_current_amps
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = "tesla-bridge"
-#: The car's retained state is re-published at least this often (its `data_age_s` and `stale` move on).
-STATE_REPUBLISH_S = 300.0
-#: A loop that has nothing to do looks again after this long at the latest.
-MAX_IDLE_S = 300.0
-#: A step that made no call never asks to run again sooner than this (no busy loop, whatever the inputs).
-MIN_STEP_S = 1.0
-OVERRIDES_FILE = "tesla-bridge-overrides.json"
-#: The problem key of a 429 storm: one for the whole account, as the deadline is.
-RATE_LIMITED = "rate-limited"
-#: Refusals of start/stop that only mean "already so": not worth an error message.
-_BENIGN_REFUSALS = frozenset({"is_charging", "charging", "requested", "not_charging", "already_set"})
-
-
-class Bus(Protocol):
-    """What the runtime needs from the MQTT service (the bench uses a silent stand-in)."""
-
-    async def publish_retained(self, topic: str, payload: bytes | str | BaseModel) -> None: ...
-
-    async def report_error(
-        self, topic: str, payload: bytes | None, error: str, transaction: str | int | None = None
-    ) -> None: ...
-
-
-class NullBus:
-    """A Bus that publishes nothing and remembers the errors (the cost benchmark)."""
-
-    def __init__(self) -> None:
-        self.errors: list[str] = []
-
-    async def publish_retained(self, topic: str, payload: bytes | str | BaseModel) -> None:
-        del topic, payload
-
-    async def report_error(
-        self, topic: str, payload: bytes | None, error: str, transaction: str | int | None = None
-    ) -> None:
-        del topic, payload, transaction
-        self.errors.append(error)
-
-
-@dataclass(frozen=True)
-class UserAction:
-    kind: Literal["charge_limit", "refresh"]
-    topic: str
-    payload: bytes
-    transaction: str | int | None
-    percent: int = 0
-
-
-class Overrides:
-    """`max_current` overrides per car, kept in `<state_dir>/tesla-bridge-overrides.json` across restarts."""
-
-    def __init__(self, path: Path | None) -> None:
-        self._path = path
-        self.max_current: dict[str, int] = {}
-        if path is None:
-            return
-        try:
-            data = read_json(path)
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError) as exc:
-            log.warning(f"tesla_overrides_unreadable path={path} error={type(exc).__name__}")
-            return
-        stored = data.get("max_current") if isinstance(data, dict) else None
-        if isinstance(stored, dict):
-            self.max_current = {
-                str(vin): amps
-                for vin, amps in stored.items()
-                if isinstance(amps, int) and not isinstance(amps, bool) and amps > 0
-            }
-
-    def set_max_current(self, vin: str, amps: int | None) -> None:
-        if amps is None:
-            self.max_current.pop(vin, None)
-        else:
-            self.max_current[vin] = amps
-        if self._path is not None:
-            write_json(self._path, {"max_current": self.max_current})
 
 
 class TeslaBridge:
@@ -174,9 +67,23 @@ class TeslaBridge:
         self.started_at = clock.time()
         self.overrides = Overrides(overrides_file)
         self.teslamate_prefix = self.tesla.teslamate_prefix.strip("/")
-        self.cars: dict[str, CarRuntime] = {vehicle.vin: CarRuntime(self, vehicle) for vehicle in self.tesla.vehicles}
+        self.problems = Problems(bus)
+        context = CarContext(
+            tesla=self.tesla,
+            client=client,
+            bus=bus,
+            clock=clock,
+            topics=self.topics,
+            overrides=self.overrides,
+            problems=self.problems,
+            started_at=self.started_at,
+            teslamate_prefix=self.teslamate_prefix,
+            publish_usage=self.publish_usage,
+        )
+        self.cars: dict[str, CarRuntime] = {
+            vehicle.vin: CarRuntime(context, vehicle) for vehicle in self.tesla.vehicles
+        }
         self._by_teslamate_id = {car.teslamate.car_id: car for car in self.cars.values() if car.teslamate is not None}
-        self._problems: dict[tuple[str, str], str] = {}
         self._usage: bytes | None = None
 
     # -- wiring ------------------------------------------------------------------------------------------------
@@ -220,58 +127,20 @@ class TeslaBridge:
         now = self.clock.time()
         await self._report_storm_end(now)
         day, counts = self.client.counter.snapshot(now)
-        limited = self.client.rate_limited_until
-        cars = []
-        for vin in self.cars:
-            calls = counts.get(vin)
-            cars.append(
-                UsageCar(
-                    vin=vin,
-                    data=calls.data if calls else 0,
-                    command=calls.command if calls else 0,
-                    wake=calls.wake if calls else 0,
-                    ble=calls.ble if calls else 0,
-                    billed_usd=round(calls.billed_usd, 6) if calls else 0.0,
-                    last_call_at=car_state._utc(calls.last_call_at) if calls and calls.last_call_at else None,  # noqa: SLF001
-                )
-            )
-        usage = Usage(date=day, rate_limited_until=car_state._utc(limited) if limited else None, cars=cars)  # noqa: SLF001
+        usage = usage_payload(day, counts, self.cars, self.client.rate_limited_until)
         data = usage.model_dump_json(by_alias=True).encode()
         if data != self._usage:
             self._usage = data
             await self.bus.publish_retained(self.topics.build("tesla_usage"), data)
 
-    # -- problems, reported once each --------------------------------------------------------------------------
-
-    async def problem(
-        self,
-        vin: str,
-        key: str,
-        topic: str,
-        error: str,
-        *,
-        payload: bytes | None = None,
-        transaction: str | int | None = None,
-        repeat: bool = False,
-    ) -> None:
-        """One ErrorEvent for a condition; the same condition again is silent until `resolved` (unless `repeat`)."""
-        if not repeat and self._problems.get((vin, key)) == error:
-            return
-        self._problems[(vin, key)] = error
-        await self.bus.report_error(topic, payload, error, transaction)
-
-    def resolved(self, vin: str, key: str) -> None:
-        self._problems.pop((vin, key), None)
-
-    def has_problem(self, vin: str, key: str) -> bool:
-        return (vin, key) in self._problems
+    # -- the end of a 429 storm, reported once ---------------------------------------------------------------
 
     async def _report_storm_end(self, now: float) -> None:
         """A 429 storm is over (Tesla answered again): one ErrorEvent says so and how many 429s it held."""
         storm = self.client.gate.take_ended()
         if storm is None:
             return
-        self.resolved("*", RATE_LIMITED)
+        self.problems.resolved("*", RATE_LIMITED)
         seconds = max(0.0, now - storm.started_at)
         log.info(f"tesla_rate_limit_over refusals={storm.refusals} duration_s={seconds:.0f}")
         await self.bus.report_error(
@@ -355,459 +224,6 @@ class TeslaBridge:
         changed = car.teslamate.apply(name, message.payload, self.clock.time(), retained=message.retain)
         if changed or not was_fresh:
             car.poke()
-
-
-class CarRuntime:
-    """One car: its state, call schedule, command memory, setpoint and queued user commands."""
-
-    def __init__(self, bridge: TeslaBridge, vehicle: TeslaVehicleConfig) -> None:
-        self.bridge = bridge
-        self.vehicle = vehicle
-        self.vin = vehicle.vin
-        self.clock = bridge.clock
-        tesla = bridge.tesla
-        uses_teslamate = bool(bridge.teslamate_prefix) and vehicle.teslamate_car_id is not None
-        self.teslamate = TeslaMateCar(vehicle.teslamate_car_id or 0) if uses_teslamate else None
-        self.state = CarState(vehicle, self.teslamate)
-        self.policy = PollPolicy(tesla.max_wakes_per_day)
-        self.planner = CommandPlanner(tesla.command_min_interval_s)
-        self.refresh_limiter = RefreshLimiter()
-        self.setpoint: Setpoint | None = None
-        self.setpoint_expires_at: float | None = None
-        self.setpoints_received = 0
-        self.offered_a: float | None = None
-        self.actions: list[UserAction] = []
-        self._woke_at: float | None = None
-        self._published: dict[str, tuple[bytes, float]] = {}
-        self._poke = asyncio.Event()
-        topics = bridge.topics
-        self.evse_id = car_state.evse_id(self.vin)
-        self.state_topic = topics.evse_state(self.evse_id)
-        self.setpoint_topic = topics.evse_setpoint(self.evse_id)
-        self.vehicle_topic = topics.vehicle_state(self.vin)
-        self.api_source: Literal["fleet_api", "ble_proxy"] = (
-            "ble_proxy" if vehicle.transport == "ble_proxy" else "fleet_api"
-        )
-
-    # -- inputs ------------------------------------------------------------------------------------------------
-
-    def poke(self) -> None:
-        self._poke.set()
-
-    def set_setpoint(self, setpoint: Setpoint, now: float) -> None:
-        self.setpoint, self.setpoint_expires_at = setpoint, setpoint.expires_at_epoch(now)
-        self.setpoints_received += 1
-        self.poke()
-
-    def clear_setpoint(self) -> None:
-        self.setpoint = self.setpoint_expires_at = None
-        self.poke()
-
-    def enqueue(self, action: UserAction) -> None:
-        self.actions.append(action)
-        self.poke()
-
-    def teslamate_fresh(self, now: float) -> bool:
-        tm = self.teslamate
-        return tm is not None and tm.fresh(now, self.bridge.tesla.teslamate_stale_s, self.bridge.started_at)
-
-    def snapshot(self, now: float) -> Snapshot:
-        return self.state.snapshot(now, teslamate_fresh=self.teslamate_fresh(now), api_source=self.api_source)
-
-    # -- the loop ----------------------------------------------------------------------------------------------
-
-    async def run(self) -> None:
-        """Step, then wait until the step's time or a poke; forever (a supervised service task)."""
-        while True:
-            self._poke.clear()
-            next_at = await self.step()
-            delay = next_at - self.clock.time()
-            if delay > 0 and not self._poke.is_set():
-                await self._sleep_or_poke(delay)
-
-    async def _sleep_or_poke(self, delay: float) -> None:
-        sleeper = asyncio.ensure_future(self.clock.sleep(delay))
-        poked = asyncio.ensure_future(self._poke.wait())
-        try:
-            await asyncio.wait({sleeper, poked}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (sleeper, poked):
-                task.cancel()
-
-    async def step(self) -> float:
-        """One round; returns when this car wants to run again (now = at once)."""
-        now = self.clock.time()
-        if self.actions:
-            await self._run_user_actions()
-            now = self.clock.time()
-        snap = self.snapshot(now)
-        decision = self.policy.next_call(now, self._view(now, snap))
-        if decision.due(now):
-            await self._perform(decision, now)
-            await self._check_ble()
-            await self.bridge.publish_usage()
-            return self.clock.time()
-        await self._check_wake(now, snap)
-        retry_at = await self._command(now, snap)
-        await self._check_ble()
-        now = self.clock.time()
-        snap = self.snapshot(now)
-        await self.publish(now, snap)
-        await self.bridge.publish_usage()
-        candidates = [decision.at, now + MAX_IDLE_S]
-        if retry_at is not None:
-            candidates.append(max(retry_at, self.rate_limited_until() or 0.0))
-        if self.setpoint_expires_at is not None and self.setpoint_expires_at > now:
-            candidates.append(self.setpoint_expires_at)
-        if self._woke_at is not None:
-            candidates.append(self._woke_at + WAKE_CONFIRM_TIMEOUT_S)
-        return max(now + MIN_STEP_S, min(candidates))
-
-    # -- what the car is and wants -----------------------------------------------------------------------------
-
-    def target(self, now: float, snap: Snapshot) -> Target | None:
-        """The setpoint's wish in whole amps, or the failsafe once it expired; None = leave the car alone."""
-        max_amps = self.max_amps(snap)
-        setpoint = self.setpoint
-        if setpoint is not None and self.setpoint_expires_at is not None and now < self.setpoint_expires_at:
-            basis = self.state.basis
-            return target_from_setpoint(
-                power_w=setpoint.power_w,
-                charge=setpoint.charge,
-                setpoint_phases=setpoint.phases,
-                setpoint_voltage_v=setpoint.voltage_v,
-                car_phases=basis.phases,
-                car_voltage_v=basis.voltage_v,
-                min_amps=self.bridge.tesla.min_amps,
-                max_amps=max_amps,
-            )
-        failsafe = failsafe_target(self.bridge.tesla.failsafe_amps)
-        if failsafe is None or failsafe.amps is None:
-            return None
-        return Target(charge=failsafe.charge, amps=clamp_offer(failsafe.amps, self.bridge.tesla.min_amps, max_amps))
-
-    def max_amps(self, snap: Snapshot) -> int:
-        amps = car_max_amps(snap.report.charge_current_request_max_a)
-        override = self.bridge.overrides.max_current.get(self.vin)
-        return amps if override is None else min(amps, override)
-
-    def _controls(self, snap: Snapshot) -> bool:
-        """This car may be commanded now: controllable, and known to be at home."""
-        return self.vehicle.controllable and snap.at_home is True
-
-    def _view(self, now: float, snap: Snapshot) -> CarView:
-        target = self.target(now, snap) if self._controls(snap) else None
-        wants_charge = target is not None and target.charge is True and target.amps != 0 and not snap.charging
-        return CarView(
-            online_state=snap.online_state,
-            charging=snap.charging,
-            plugged_in=snap.plugged_in,
-            at_home=snap.at_home,
-            teslamate_fresh=snap.teslamate_fresh,
-            under_control=target is not None and target.amps is not None,
-            wants_charge=wants_charge,
-            home_configured=self.vehicle.home is not None,
-            rate_limited_until=self.rate_limited_until(),
-        )
-
-    def rate_limited_until(self) -> float | None:
-        """Tesla's 429 deadline, if this car's calls go to the Fleet API now (a BLE proxy is never rate limited)."""
-        return self.bridge.client.rate_limited_until_for(self.vin)
-
-    # -- Tesla calls -------------------------------------------------------------------------------------------
-
-    async def _perform(self, decision: PollDecision, now: float) -> None:
-        client = self.bridge.client
-        log.info(f"tesla_poll vin={self.vin} action={decision.action} reason={decision.reason!r}")
-        recorders: dict[Action, Callable[[float], None]] = {
-            Action.STATE: self.policy.record_state_call,
-            Action.DATA: self.policy.record_data_call,
-            Action.WAKE: self.policy.record_wake,
-        }
-        try:
-            if decision.action is Action.STATE:
-                self.state.observe_online_state(now, await client.vehicle_state(self.vin))
-            elif decision.action is Action.DATA:
-                data = await client.vehicle_data(self.vin, decision.endpoints)
-                self.state.observe_report(self.clock.time(), parse_vehicle_data(data))
-            elif decision.action is Action.WAKE:
-                self._woke_at = now
-                log.info(f"tesla_wake vin={self.vin} wakes_today={self.policy.wakes_today(now) + 1}")
-                self.state.observe_online_state(now, await client.wake_up(self.vin))
-            self.api_source = client.via(self.vin)
-            self.bridge.resolved(self.vin, "poll")
-        except VehicleAsleep:
-            self.api_source = client.via(self.vin)
-            self.state.observe_online_state(self.clock.time(), "asleep")  # a state, not an error
-        except FleetError as exc:
-            await self._fleet_problem(exc, "poll", self.state_topic)
-        finally:
-            recorders[decision.action](now)
-
-    async def _check_ble(self) -> None:
-        """A BLE proxy outage (its breaker open) is one ErrorEvent for its whole length, not one per call."""
-        outage = self.bridge.client.ble_outage(self.vin)
-        if outage is None:
-            self.bridge.resolved(self.vin, "ble")
-            return
-        await self.bridge.problem(self.vin, "ble", self.state_topic, outage.message)
-
-    async def _check_wake(self, now: float, snap: Snapshot) -> None:
-        woke_at = self._woke_at
-        if woke_at is None:
-            return
-        if snap.online_state == "online":
-            self._woke_at = None
-            self.bridge.resolved(self.vin, "wake")
-        elif now >= woke_at + WAKE_CONFIRM_TIMEOUT_S:
-            self._woke_at = None
-            await self.bridge.problem(
-                self.vin,
-                "wake",
-                self.setpoint_topic,
-                f"car {self.vin} did not come online within {WAKE_CONFIRM_TIMEOUT_S:.0f} s of wake_up; "
-                "it is left alone until the next allowed wake",
-                repeat=True,
-            )
-
-    async def _command(self, now: float, snap: Snapshot) -> float | None:
-        if not self._controls(snap):
-            return None
-        target = self.target(now, snap)
-        if target is None:
-            return None
-        report = snap.report
-        facts = CarFacts(
-            online=snap.online_state == "online",
-            charging_state=report.charging_state,
-            charge_current_request_a=report.charge_current_request_a,
-        )
-        plan = self.planner.plan(now, target, facts)
-        if plan.commands:
-            log.info(
-                f"tesla_plan vin={self.vin} commands={[c.name for c in plan.commands]} amps={target.amps} "
-                f"charge={target.charge} reason={plan.reason!r}"
-            )
-        for index, command in enumerate(plan.commands):
-            if command.delay_s > 0:
-                await self.clock.sleep(command.delay_s)
-            if not await self._send(command, facts):
-                for unsent in plan.commands[index + 1 :]:
-                    self.planner.failed(unsent)  # the planner counted them as sent
-                limited = self.rate_limited_until()
-                if limited is not None:
-                    # Try again as soon as Tesla allows (the planner's own interval may still hold it back).
-                    return limited if plan.retry_at is None else min(plan.retry_at, limited)
-                break
-        return plan.retry_at
-
-    async def _send(self, command: PlannedCommand, facts: CarFacts) -> bool:
-        client = self.bridge.client
-        try:
-            result = await client.command(self.vin, command.name, command.body)
-        except VehicleAsleep:
-            self.planner.failed(command)
-            self.state.observe_online_state(self.clock.time(), "asleep")
-            return False
-        except FleetError as exc:
-            self.planner.failed(command)
-            await self._fleet_problem(exc, "command", self.setpoint_topic, command=command.name)
-            return False
-        now = self.clock.time()
-        self.bridge.resolved(self.vin, "command")
-        log.info(
-            f"tesla_command vin={self.vin} name={command.name} amps={command.charging_amps} "
-            f"result={result.result} reason={result.reason!r}"
-        )
-        if command.name in (CHARGE_START, CHARGE_STOP):
-            self.policy.record_start_stop(now)
-        if not result.result:
-            self.planner.refused(now, command.name, result.reason, facts.charging_state)
-            if result.reason not in _BENIGN_REFUSALS:
-                await self.bridge.problem(
-                    self.vin,
-                    f"refused-{command.name}",
-                    self.setpoint_topic,
-                    f"car {self.vin} refused {command.name}: {result.reason or 'no reason given'}",
-                )
-            return result.reason in _BENIGN_REFUSALS
-        self.bridge.resolved(self.vin, f"refused-{command.name}")
-        if command.name == SET_CHARGING_AMPS and command.charging_amps is not None:
-            self.offered_a = float(command.charging_amps)
-        elif command.name == CHARGE_STOP:
-            self.offered_a = 0.0
-        return True
-
-    async def _fleet_problem(self, exc: FleetError, key: str, topic: str, *, command: str | None = None) -> None:
-        what = f"{command} to car {self.vin}" if command else f"polling car {self.vin}"
-        if isinstance(exc, BleUnavailable):
-            # One failed BLE call is no news (BLE is flaky); an outage opens the breaker and `_check_ble` reports
-            # it once. The call itself is retried as the schedule and the planner say.
-            log.info(f"tesla_ble_unavailable vin={self.vin} call={command or key} detail={exc.detail!r}")
-            return
-        if isinstance(exc, RateLimited):
-            if self.bridge.has_problem("*", RATE_LIMITED):
-                return  # the storm is reported once, when it starts and when it ends (`publish_usage`)
-            message = (
-                f"rate limited by Tesla until {iso_utc(exc.until)} "
-                f"(in {max(0.0, exc.until - self.clock.time()):.0f} s): no Tesla request before then; "
-                f"{what} is retried after it"
-            )
-            await self.bridge.problem("*", RATE_LIMITED, topic, message)
-            return
-        if isinstance(exc, AuthFailed):
-            await self.bridge.problem("*", "auth", topic, f"Tesla login needed, all Tesla calls stopped: {exc}")
-            return
-        await self.bridge.problem(self.vin, key, topic, f"{what} failed: {exc}")
-
-    # -- user commands -----------------------------------------------------------------------------------------
-
-    async def _run_user_actions(self) -> None:
-        actions, self.actions = self.actions, []
-        for action in actions:
-            if action.kind == "charge_limit":
-                await self._set_charge_limit(action)
-            else:
-                await self._refresh(action)
-
-    async def _user_error(self, action: UserAction, error: str) -> None:
-        await self.bridge.bus.report_error(action.topic, action.payload, error, action.transaction)
-
-    async def _set_charge_limit(self, action: UserAction) -> None:
-        now = self.clock.time()
-        snap = self.snapshot(now)
-        if snap.online_state != "online":
-            await self._user_error(
-                action,
-                f"car {self.vin} is {snap.online_state}: a charge limit is sent only to an online car "
-                "(it is not woken for it); nothing was sent",
-            )
-            return
-        if snap.report.charge_limit_pct == action.percent:
-            log.info(f"tesla_charge_limit vin={self.vin} percent={action.percent} result=already_set calls=0")
-            return
-        try:
-            result = await self.bridge.client.set_charge_limit(self.vin, action.percent)
-        except VehicleAsleep:
-            self.state.observe_online_state(self.clock.time(), "asleep")
-            await self._user_error(action, f"car {self.vin} is asleep: the charge limit was not set")
-            return
-        except FleetError as exc:
-            await self._user_error(action, f"set_charge_limit to car {self.vin} failed: {exc}")
-            return
-        log.info(f"tesla_charge_limit vin={self.vin} percent={action.percent} result={result.result}")
-        if result.result or result.reason == "already_set":
-            self.state.observe_charge_limit(self.clock.time(), action.percent)
-        else:
-            await self._user_error(action, f"car {self.vin} refused set_charge_limit: {result.reason}")
-
-    async def _refresh(self, action: UserAction) -> None:
-        now = self.clock.time()
-        snap = self.snapshot(now)
-        client = self.bridge.client
-        try:
-            if snap.online_state == "online":
-                endpoints = CHARGE_AND_LOCATION_ENDPOINTS if self.vehicle.home is not None else CHARGE_ENDPOINTS
-                data = await client.vehicle_data(self.vin, endpoints)
-                self.policy.record_data_call(now)
-                self.state.observe_report(self.clock.time(), parse_vehicle_data(data))
-            else:
-                # Asleep, offline or unknown: the state call is the one call, and it never wakes the car.
-                state = await client.vehicle_state(self.vin)
-                self.policy.record_state_call(now)
-                self.state.observe_online_state(self.clock.time(), state)
-            self.api_source = client.via(self.vin)
-        except VehicleAsleep:
-            self.policy.record_data_call(now)
-            self.state.observe_online_state(self.clock.time(), "asleep")
-        except FleetError as exc:
-            await self._user_error(action, f"refresh of car {self.vin} failed: {exc}")
-        log.info(f"tesla_refresh vin={self.vin} online_state={self.state.api_online}")
-
-    # -- publishing --------------------------------------------------------------------------------------------
-
-    def _status_text(self, now: float, snap: Snapshot) -> str:
-        client = self.bridge.client
-        failure = client.tokens.failure
-        if failure is not None and client.uses_fleet(self.vin):
-            return f"Tesla login needed: {failure}"
-        limited = self.rate_limited_until()
-        if limited is not None:
-            return f"rate limited by Tesla until {iso_utc(limited)}"
-        parts: list[str] = [snap.online_state]
-        outage = client.ble_outage(self.vin)
-        if outage is not None:
-            fallback = "using the Fleet API" if outage.fallback == "fleet" else "not reached"
-            parts.append(f"BLE proxy not answering, {fallback}; next BLE try {iso_utc(outage.open_until)}")
-        if snap.report.charging_state is not None:
-            parts.append(snap.report.charging_state)
-        if not self.vehicle.controllable:
-            parts.append("observe only")
-        elif snap.at_home is False:
-            parts.append("away from home: not controlled")
-        elif snap.at_home is None:
-            parts.append("location unknown: not controlled")
-        note = self._wake_note(now, snap)
-        if note:
-            parts.append(note)
-        return "; ".join(parts)
-
-    def _wake_note(self, now: float, snap: Snapshot) -> str | None:
-        """Why a car the setpoint wants charging is left asleep, if it is."""
-        target = self.target(now, snap) if self._controls(snap) else None
-        if target is None or target.charge is not True or snap.charging:
-            return None
-        if snap.online_state not in ("asleep", "offline"):
-            return None
-        budget, used = self.bridge.tesla.max_wakes_per_day, self.policy.wakes_today(now)
-        if budget == 0:
-            return "not woken: max_wakes_per_day = 0"
-        if used >= budget:
-            return f"not woken: {used} of {budget} wakes used today"
-        if snap.plugged_in is not True:
-            return "not woken: not known to be plugged in"
-        return None
-
-    def _evse_online(self, now: float, snap: Snapshot) -> bool:
-        """Reachable for control: online, or asleep/offline but wakeable today; never without usable tokens, nor
-        while the car's BLE proxy is out and nothing stands in for it."""
-        client = self.bridge.client
-        if client.uses_fleet(self.vin) and client.tokens.failure is not None:
-            return False
-        outage = client.ble_outage(self.vin)
-        if outage is not None and outage.fallback == "none":
-            return False
-        if snap.online_state == "online":
-            return True
-        budget = self.bridge.tesla.max_wakes_per_day
-        return (
-            snap.online_state in ("asleep", "offline")
-            and self.vehicle.controllable
-            and self.policy.wakes_today(now) < budget
-        )
-
-    async def publish(self, now: float, snap: Snapshot, *, force: bool = False) -> None:
-        facts = EvseFacts(
-            online=self._evse_online(now, snap),
-            offered_a=self.offered_a,
-            min_amps=self.bridge.tesla.min_amps,
-            max_amps_override=self.bridge.overrides.max_current.get(self.vin),
-            status_text=self._status_text(now, snap),
-        )
-        evse = car_state.evse_state(self.vehicle, snap, self.state.basis, facts, now)
-        vehicle = car_state.vehicle_state(self.vehicle, snap, now)
-        await self._publish_if_changed(self.state_topic, evse, {"updated_at"}, now, force=force)
-        await self._publish_if_changed(self.vehicle_topic, vehicle, {"updated_at", "data_age_s"}, now, force=force)
-
-    async def _publish_if_changed(
-        self, topic: str, model: BaseModel, volatile: set[str], now: float, *, force: bool
-    ) -> None:
-        content = model.model_dump_json(exclude=volatile).encode()
-        previous = self._published.get(topic)
-        if not force and previous is not None and previous[0] == content and now - previous[1] < STATE_REPUBLISH_S:
-            return
-        self._published[topic] = (content, now)
-        await self.bridge.bus.publish_retained(topic, model.model_dump_json(by_alias=True).encode())
 
 
 def _owns_car_evse(parsed: ParsedTopic) -> bool:

@@ -3,6 +3,12 @@
 Two sources describe a car: TeslaMate (free, when its feed is fresh) and our own Fleet API calls. The newer one
 wins for the online state; the charging facts come from the newer report, with fields it lacks filled from the
 other. From that snapshot come the retained `car-<VIN>` EvseState and `vehicle/<vin>/state` VehicleState.
+
+A current we command is trusted once the car has shown that it follows (docs/contract.md §6.3): after one report
+whose requested current is the one we last commanded and whose measured current is within one step (1 A) of it, a
+later accepted `set_charging_amps` stands for the car's request and actual current until the next report
+(`current_commanded` says so; `data_age_s` stays the age of the last report). A report that shows another current,
+or a start/stop, ends the trust until a report confirms again.
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ from chargebus_tesla.poll_policy import ASLEEP_STATE_POLL_S, OnlineState
 from chargebus_tesla.teslamate import TeslaMateCar, geofence_says_home
 from chargebus_tesla.vehicle_data import CarReport, within_home
 
-#: Without TeslaMate, a car is "stale" when no API answer came for this long: two missed state polls.
+#: Without TeslaMate, a car is "stale" when no API answer came for this long: two missed state polls (the bridge
+#: passes the current schedule's own figure, `PollPolicy.stale_after_s`, when it backs off).
 API_STALE_S = 2 * ASLEEP_STATE_POLL_S + 60.0
 PLAUSIBLE_VOLTAGE_V = (90.0, 260.0)
 CONTROLS: list[Control] = ["start_stop", "current"]
@@ -39,6 +46,8 @@ class Snapshot:
     observed_at: float | None
     teslamate_fresh: bool
     stale: bool
+    #: the report's requested and actual current are the one we commanded and the car accepted, not yet measured
+    current_commanded: bool = False
 
     @property
     def charging(self) -> bool:
@@ -71,6 +80,11 @@ class CarState:
         self._plugged: bool | None = None
         self.plugged_in_at: float | None = None
         self._charge_limit_set: tuple[float, float] | None = None
+        #: the last accepted set_charging_amps (amps, when), and whether the car's newest report confirms it
+        self._commanded: tuple[int, float] | None = None
+        #: the last accepted set_charging_amps came after the newest report (by order, not by clock)
+        self._command_unreported = False
+        self.follows_command = False
 
     # -- API observations --------------------------------------------------------------------------------------
 
@@ -84,6 +98,23 @@ class CarState:
             report = replace(report, latitude=previous.latitude, longitude=previous.longitude)
         self.api_report, self.api_report_at = report, now
         self.observe_online_state(now, "online")
+        self._command_unreported = False
+        # Trust is earned by a command of ours the car was seen to follow; a current it chose itself earns none.
+        requested = report.charge_current_request_a
+        if self._commanded is None or requested != self._commanded[0]:
+            self.follows_command = False
+        else:
+            self.follows_command = report.charging and _draws_what_it_requests(report)
+
+    def observe_command(self, now: float, amps: int) -> bool:
+        """An accepted set_charging_amps; True when it is trusted (the car has confirmed it follows commands)."""
+        self._commanded = (amps, now)
+        self._command_unreported = True
+        return self.follows_command
+
+    def observe_start_stop(self) -> None:
+        """charge_start/charge_stop changes what the car does: trust nothing until a report confirms again."""
+        self.follows_command = False
 
     def observe_charge_limit(self, now: float, percent: int) -> None:
         """Our set_charge_limit was taken: show it until a newer report (TeslaMate's or ours) says otherwise."""
@@ -91,7 +122,14 @@ class CarState:
 
     # -- the merged view ---------------------------------------------------------------------------------------
 
-    def snapshot(self, now: float, *, teslamate_fresh: bool, api_source: EvseSource = "fleet_api") -> Snapshot:
+    def snapshot(
+        self,
+        now: float,
+        *,
+        teslamate_fresh: bool,
+        api_source: EvseSource = "fleet_api",
+        api_stale_s: float = API_STALE_S,
+    ) -> Snapshot:
         tm = self.teslamate
         tm_at = tm.last_message_at if tm is not None else None
         tm_report = tm.report() if tm is not None else None
@@ -106,13 +144,16 @@ class CarState:
             reported_at = _latest(self.api_report_at, tm.last_change_at if tm is not None else None)
             if reported_at is None or reported_at <= set_at:
                 report = replace(report, charge_limit_pct=percent)
+        commanded = self._commanded_overlay(report, teslamate_fresh)
+        if commanded is not None:
+            report = commanded
         plugged = report.plugged_in
         if plugged is None and tm is not None:
             plugged = tm.plugged_in
         self._track_plug(now, plugged)
         self._track_basis(report)
         observed = _latest(tm_at, self.api_online_at, self.api_report_at)
-        api_recent = self.api_online_at is not None and now - self.api_online_at <= API_STALE_S
+        api_recent = self.api_online_at is not None and now - self.api_online_at <= api_stale_s
         return Snapshot(
             online_state=online,
             report=report,
@@ -123,6 +164,24 @@ class CarState:
             observed_at=observed,
             teslamate_fresh=teslamate_fresh,
             stale=not (teslamate_fresh or api_recent),
+            current_commanded=commanded is not None,
+        )
+
+    def _commanded_overlay(self, report: CarReport, teslamate_fresh: bool) -> CarReport | None:
+        """The report with the trusted commanded current in place of the older measured one, or None."""
+        if teslamate_fresh or self._commanded is None or not self.follows_command or not report.charging:
+            return None
+        if not self._command_unreported:
+            return None  # the newest report already shows what the car did with it
+        amps, _ = self._commanded
+        actual = float(amps)
+        if report.charge_current_request_max_a is not None and report.charge_current_request_max_a > 0:
+            actual = min(actual, report.charge_current_request_max_a)
+        return replace(
+            report,
+            charge_current_request_a=float(amps),
+            charger_actual_current_a=actual,
+            charger_power_w=actual * self._basis.step_w,
         )
 
     @property
@@ -158,6 +217,17 @@ class CarState:
         low, high = PLAUSIBLE_VOLTAGE_V
         if low <= voltage <= high:
             self._basis = Basis(phases, voltage)
+
+
+def _draws_what_it_requests(report: CarReport) -> bool:
+    """The car's measured current is within one step (1 A) of what it requests (capped by its maximum)."""
+    requested, actual = report.charge_current_request_a, report.charger_actual_current_a
+    if requested is None or actual is None:
+        return requested is not None
+    ceiling = report.charge_current_request_max_a
+    if ceiling is not None and ceiling > 0:
+        requested = min(requested, ceiling)
+    return abs(actual - requested) <= 1.0
 
 
 def _newer(candidate: float | None, other: float | None) -> bool:
@@ -212,6 +282,7 @@ def vehicle_state(vehicle: TeslaVehicleConfig, snap: Snapshot, now: float) -> Ve
         source=snap.source,
         updated_at=_utc(now),
         data_age_s=None if snap.observed_at is None else max(0.0, now - snap.observed_at),
+        current_commanded=snap.current_commanded,
     )
 
 
@@ -258,6 +329,7 @@ def evse_state(vehicle: TeslaVehicleConfig, snap: Snapshot, basis: Basis, facts:
         source=snap.source,
         updated_at=_utc(now),
         stale=snap.stale,
+        current_commanded=snap.current_commanded,
     )
 
 

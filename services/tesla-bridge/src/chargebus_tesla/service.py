@@ -13,9 +13,10 @@ from chargebus.ha import Discovery
 from chargebus.mqtt import Service
 from chargebus.runner import ServiceEntry
 
-from chargebus_tesla.bridge import OVERRIDES_FILE, SERVICE_NAME, TeslaBridge
+from chargebus_tesla.bridge import SERVICE_NAME, TeslaBridge
 from chargebus_tesla.fleet import fleet_client_from_config
 from chargebus_tesla.gen3 import register_wall_connectors
+from chargebus_tesla.overrides import OVERRIDES_FILE
 
 log = logging.getLogger(__name__)
 

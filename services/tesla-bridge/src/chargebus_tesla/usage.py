@@ -1,13 +1,14 @@
 """Counting Tesla API calls per car, category and UTC day, with their estimated price.
 
 Tesla bills every answer below 500 (401, 408 and 429 included) and none of the 5xx; BLE-proxy calls never reach
-Tesla. The counts feed `<p>/tesla-bridge/usage` and the cost benchmark.
+Tesla. The counts feed `<p>/tesla-bridge/usage` and the cost benchmark. Each call the bridge decides on is also
+counted under its cause (a poll's `PollCause`, a command's name, `refresh`): what each call bought.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from enum import StrEnum
 
@@ -31,6 +32,8 @@ class CarCalls:
     ble: int = 0
     billed_usd: float = 0.0
     last_call_at: float | None = None
+    #: calls per cause; one per decision, whatever the transport (a request retried after a 5xx counts once)
+    by_reason: dict[str, int] = field(default_factory=dict)
 
     def count(self, category: Category) -> int:
         count: int = getattr(self, category.value)
@@ -57,6 +60,11 @@ class CallCounter:
         if category is not Category.BLE and status < 500:
             car.billed_usd += self._prices.get(category.value, 0.0)
 
+    def attribute(self, vin: str, reason: str, now: float) -> None:
+        """One call the bridge made for `reason` (counted by `record` per request and category as well)."""
+        car = self._today(now).setdefault(vin, CarCalls())
+        car.by_reason[reason] = car.by_reason.get(reason, 0) + 1
+
     def count(self, vin: str, category: Category, now: float) -> int:
         car = self._today(now).get(vin)
         return 0 if car is None else car.count(category)
@@ -65,7 +73,9 @@ class CallCounter:
         """Today's UTC date and a copy of every car's counts."""
         cars = self._today(now)
         assert self._day is not None
-        return self._day, {vin: CarCalls(**vars(calls)) for vin, calls in cars.items()}
+        return self._day, {
+            vin: CarCalls(**(vars(calls) | {"by_reason": dict(calls.by_reason)})) for vin, calls in cars.items()
+        }
 
     def _today(self, now: float) -> dict[str, CarCalls]:
         day = utc_day(now)
