@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from chargebus.clock import Clock
+from chargebus.clock import Clock, sleep_until_poked
 from chargebus.config import TeslaConfig, TeslaVehicleConfig
 from chargebus.schema import Setpoint
 from chargebus.topics import Topics
@@ -168,17 +168,8 @@ class CarRuntime:
             self._poke.clear()
             next_at = await self.step()
             delay = next_at - self.clock.time()
-            if delay > 0 and not self._poke.is_set():
-                await self._sleep_or_poke(delay)
-
-    async def _sleep_or_poke(self, delay: float) -> None:
-        sleeper = asyncio.ensure_future(self.clock.sleep(delay))
-        poked = asyncio.ensure_future(self._poke.wait())
-        try:
-            await asyncio.wait({sleeper, poked}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (sleeper, poked):
-                task.cancel()
+            if delay > 0:
+                await sleep_until_poked(self.clock, delay, self._poke)
 
     async def step(self) -> float:
         """One round; returns when this car wants to run again (now = at once)."""
