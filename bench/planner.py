@@ -44,8 +44,8 @@ although the sun later covered it (within the same plan window: grid energy boug
 departure, surplus went to the grid that the car's solar mode could have taken — at least its minimum power, within
 its maximum and the circuit; matched latest purchase first); plans missed (need not met by more than 0.1 kWh at
 departure although the optimum met it) and the kWh short; starts (not charging → charging) per car per calendar
-day, max and mean, and of them the starts into a planned slot (the rest are solar mode starting on the sun); the
-planner's run time per call (median, p99). Goals: ≤ 5 % above the optimum's cost per kWh
+day, max and mean, and of them the starts into a planned slot (the rest are solar mode starting on the sun), and
+per plug-in; the planner's run time per call (median, p99). Goals: ≤ 5 % above the optimum's cost per kWh
 with perfect forecasts, ≤ 10 % with forecast error; 0 plans missed when feasible; ≤ 2 starts per car per day.
 
 `--planner FILE` runs a copy of the planner module (same `plan_jointly` signature) instead, for experiments.
@@ -258,6 +258,7 @@ class Figures:
     infeasible: list[Session] = field(default_factory=list)
     starts: dict[tuple[str, int], int] = field(default_factory=dict)  # (car, day) -> starts
     slot_starts: dict[tuple[str, int], int] = field(default_factory=dict)  # of those, the starts into a slot
+    plug_in_starts: list[int] = field(default_factory=list)  # starts per plug-in (one a car a day here)
     call_s: list[float] = field(default_factory=list)
     peak_circuit_w: float = 0.0
 
@@ -277,6 +278,7 @@ class _Plugged:
     first_step: int
     plan: Plan | None = None
     slot_w: float | None = None  # the slot power it drew last step; None: not in a slot
+    starts: int = 0
 
 
 @dataclass(slots=True)
@@ -337,6 +339,7 @@ class _Loop:
             if on and not was_on:
                 key = (car_id, int((now - self.scenario.start) // DAY_S))
                 self.figures.starts[key] = self.figures.starts.get(key, 0) + 1
+                self.plugged[car_id].starts += 1
                 if self.plugged[car_id].slot_w is not None:
                     self.figures.slot_starts[key] = self.figures.slot_starts.get(key, 0) + 1
             self.charging[car_id] = on
@@ -364,6 +367,7 @@ class _Loop:
     def _depart(self, car_id: str, n: int) -> None:
         held = self.plugged.pop(car_id)
         self.traces[car_id].windows.append((held.first_step, n))
+        self.figures.plug_in_starts.append(held.starts)
         if held.remaining_wh <= MISSED_WH:
             return
         if self.feasible(held.session):
@@ -659,6 +663,11 @@ def report(scenario: Scenario, mode: ForecastMode, run: Figures, best: Figures) 
         (
             "of which into a planned slot: max / mean",
             f"{max(slot_starts)} / {sum(slot_starts) / car_days:.2f}",
+            "–",
+        ),
+        (
+            "starts per plug-in (evening to departure): max / mean",
+            f"{max(run.plug_in_starts)} / {statistics.mean(run.plug_in_starts):.2f}",
             "–",
         ),
         (f"planner call: median / p99 ({len(run.call_s)} calls)", f"{median_ms:.2f} / {p99_ms:.2f} ms", "–"),
