@@ -42,15 +42,19 @@ amperes and the per-quarter granularity of real slots), which makes it a lower b
 Figures per forecast mode: energy charged and cost per kWh charged, planner vs optimum (% above); grid kWh bought
 although the sun later covered it (within the same plan window: grid energy bought while, after it and before
 departure, surplus went to the grid that the car's solar mode could have taken — at least its minimum power, within
-its maximum and the circuit; matched latest purchase first); plans missed (need not met by more than 0.1 kWh at
+its maximum and the circuit; each purchase matched with the nearest later sun, the latest purchase first, so no sun
+counts twice); plans missed (need not met by more than 0.1 kWh at
 departure although the optimum met it) and the kWh short; starts (not charging → charging) per car per calendar
 day, max and mean, and of them the starts into a planned slot (the rest are solar mode starting on the sun), and
 per plug-in; the planner's run time per call (median, p99). Goals: ≤ 5 % above the optimum's cost per kWh
 with perfect forecasts, ≤ 10 % with forecast error; 0 plans missed when feasible; ≤ 2 starts per car per day.
 
-`--planner FILE` runs a copy of the planner module (same `plan_jointly` signature) instead, for experiments.
+`--planner FILE` runs a copy of the planner module (same `plan_jointly` signature) instead, for experiments: e.g.
+planner.py with bench/planner_proposal.patch applied (`patch -o /tmp/p.py services/allocator/src/chargebus_allocator/
+planner.py bench/planner_proposal.patch`). `--strategy continuous` plans with that strategy instead of `cheapest`.
 
     uv run python bench/planner.py [--days 30] [--seed 1] [--forecast perfect|error|both] [--season summer|december]
+                                   [--step 60] [--strategy cheapest|continuous] [--planner FILE]
 """
 
 from __future__ import annotations
