@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from chargebus_allocator.model import ChargePoint, Circuit
 from chargebus_allocator.planner import (
     QUARTER_S,
@@ -243,3 +244,14 @@ def test_a_feasible_single_plan_is_on_track(need: float, hours: float, prices: l
         assert plan.outcome == "on_track", plan.reason
     else:
         assert plan.outcome in ("on_track", "at_risk")
+
+
+def test_minutes_before_departure_the_present_quarter_is_bought_even_alone() -> None:
+    """Found by bench/planner.py: at 07:15 with departure at 07:24, refusing the short present quarter missed it."""
+    now = T0 + 15 * 60
+    goal = Goal(car(1), needed_wh=400, by=T0 + 24 * 60, strategy="cheapest", solar_welcome=False)
+    plan = plan_jointly([goal], Outlook(grid_price=hourly([0.3])), GARAGE, now)["twc-0001"]
+    assert plan.outcome == "on_track"
+    (slot,) = plan.slots
+    assert (slot.start, slot.end) == (now, T0 + 24 * 60)
+    assert slot.power_w == pytest.approx(400 / 0.15, abs=0.1)

@@ -9,11 +9,14 @@ docs/planning.md explains the rules; in short:
 - Plans are made one after the other: higher priority first, then the earlier departure, then the id. Each takes
   what the earlier ones left: circuit room per phase, the site's import cap, and the forecast sun.
 - The sun first: a charge point whose mode takes solar surplus counts on the forecast generation minus the house's
-  usual load, where that surplus reaches its minimum power. It buys only the rest from the grid:
-  `cheapest` takes the cheapest quarters before departure (greener, then later, breaks ties, so a flat price charges
-  as late as possible); `continuous` the cheapest run of consecutive quarters; `solar_only` buys nothing.
+  usual load, where that surplus reaches its minimum power, and in a quarter no more than the grid could still bring
+  after it before departure (so a sun that does not come can still be bought in time). It buys only the rest:
+  `cheapest` takes the cheapest quarters before departure, a quarter that would start a new run counting
+  START_PENALTY per kWh dearer than one next to a run (greener, then later, breaks ties, so a flat price charges as
+  late as possible); `continuous` the cheapest run of consecutive quarters; `solar_only` buys nothing.
 - The present quarter is never bought alone when less than a quarter hour of it is left, unless that charge point
-  is already charging in a slot (a running slot is not cut short: it keeps its power to the quarter's end).
+  is already charging in a slot (a running slot is not cut short: it keeps its power to the quarter's end) or no
+  other quarter before departure can carry it.
 - What does not fit before departure makes the plan `at_risk`, with the reason; past its departure a plan that is
   not met is `overrun` and charges at its maximum.
 """
@@ -215,16 +218,24 @@ class _Planning:
         return max(watts, self.point.min_power_w - total)
 
     def count_sun(self, needed_wh: float) -> float:
-        """Take forecast surplus toward `needed_wh`, where at least the minimum power is there to start on."""
+        """Take forecast surplus toward `needed_wh`, where at least the minimum power is there to start on, and in
+        each quarter no more than the grid could still bring after it before departure: when the forecast sun
+        does not come, a later planning can still buy what it was counted for."""
         expected = 0.0
-        for i in self.window:
+        fallback_wh = [0.0] * (len(self.window) + 1)  # what the grid could bring after each quarter of the window
+        for k in range(len(self.window) - 1, -1, -1):
+            i = self.window[k]
+            fallback_wh[k] = fallback_wh[k + 1] + self.room_w(i) * self.grid[i].hours
+        for k, i in enumerate(self.window):
             left = needed_wh - expected
             if left <= TOLERANCE_WH:
                 break
             quarter = self.grid[i]
             available = min(self.room_w(i), quarter.surplus_w)
+            if self.goal.strategy != "solar_only":  # solar_only would not buy the fallback anyway
+                available = min(available, fallback_wh[k + 1] / quarter.hours)
             if available < self.point.min_power_w:
-                continue  # solar mode would not start on it
+                continue  # solar mode would not start on it, or the grid could not stand in for it in time
             watts = min(available, max(self.point.min_power_w, left / quarter.hours))
             self.take(i, watts, solar=True)
             expected += watts * quarter.hours
@@ -274,9 +285,11 @@ def _plan_one(goal: Goal, grid: list[_Quarter], footprint: Footprint, outlook: O
         order = _purchase_order(planning, goal.strategy, rest)
         bought = planning.buy(rest, order)
         if first is not None and goal.running_w <= 0 and _alone(planning, first):
-            # less than a quarter hour left of the present one, and nothing after it: do not start for so little
+            # less than a quarter hour left of the present one, and nothing after it: do not start for so little,
+            # unless nothing else before departure can carry it (a departure minutes away)
             bought -= planning.release(first)
             bought += planning.buy(rest - bought, [i for i in order if i != first])
+            bought += planning.buy(rest - bought, [first])
         rest -= bought
     grid_wh = sum(w * grid[i].hours for i, w in enumerate(planning.grid_w))
     solar_wh = sum(w * grid[i].hours for i, w in enumerate(planning.solar_w))
@@ -298,11 +311,51 @@ def _alone(planning: _Planning, first: int) -> bool:
     return short and planning.grid_w[first] > 0 and not following
 
 
+#: Per kWh: how much cheaper a quarter that starts a new run must be than one next to a run (a start costs: the
+#: car wakes, the contactor clicks, and each start is a chance to fail).
+START_PENALTY = 0.02
+
+
 def _purchase_order(planning: _Planning, strategy: PlanStrategy, needed_wh: float) -> list[int]:
-    grid = planning.grid
     if strategy == "cheapest":
-        return sorted(planning.window, key=lambda i: _price_key(grid[i]))
+        return _cheapest_joined(planning, needed_wh)
     return _cheapest_run(planning, needed_wh)
+
+
+def _cheapest_joined(planning: _Planning, needed_wh: float) -> list[int]:
+    """`cheapest`, one quarter at a time: the cheapest, where a quarter next to one it charges in (from the grid or
+    the sun, or, for the present quarter, the charge running now) counts START_PENALTY per kWh cheaper than one
+    that would start a new run. The quarters are taken here to find the order, then given back: `buy` replays it."""
+    grid = planning.grid
+    window = set(planning.window)
+    before_first = planning.window[0] - 1 if planning.window else None
+
+    def charges_in(j: int) -> bool:
+        if j == before_first:
+            return planning.point.charging
+        return j in window and (planning.grid_w[j] > 0 or planning.solar_w[j] > 0)
+
+    def key(i: int) -> tuple[float, float, float]:
+        price, co2, late = _price_key(grid[i])
+        joined = charges_in(i - 1) or charges_in(i + 1)
+        return (price + (0.0 if joined else START_PENALTY), co2, late)
+
+    order: list[int] = []
+    taken: list[tuple[int, float]] = []
+    left = set(planning.window)
+    bought = 0.0
+    while left and needed_wh - bought > TOLERANCE_WH:
+        best = min(left, key=key)
+        left.remove(best)
+        order.append(best)
+        watts = planning.usable_w(best, (needed_wh - bought) / grid[best].hours)
+        if watts > 0:
+            planning.take(best, watts, solar=False)
+            taken.append((best, watts))
+            bought += watts * grid[best].hours
+    for i, watts in reversed(taken):
+        planning.take(i, -watts, solar=False)
+    return order + sorted(left, key=lambda i: _price_key(grid[i]))
 
 
 def _cheapest_run(planning: _Planning, needed_wh: float) -> list[int]:
