@@ -49,9 +49,9 @@ day, max and mean, and of them the starts into a planned slot (the rest are sola
 per plug-in; the planner's run time per call (median, p99). Goals: ≤ 5 % above the optimum's cost per kWh
 with perfect forecasts, ≤ 10 % with forecast error; 0 plans missed when feasible; ≤ 2 starts per car per day.
 
-`--planner FILE` runs a copy of the planner module (same `plan_jointly` signature) instead, for experiments: e.g.
-planner.py with bench/planner_proposal.patch applied (`patch -o /tmp/p.py services/allocator/src/chargebus_allocator/
-planner.py bench/planner_proposal.patch`). `--strategy continuous` plans with that strategy instead of `cheapest`.
+`--planner FILE` runs a copy of the planner module (same `plan_jointly` signature) instead, for experiments: copy
+services/allocator/src/chargebus_allocator/planner.py, change it, and compare the two runs. `--strategy continuous`
+plans with that strategy instead of `cheapest`.
 
     uv run python bench/planner.py [--days 30] [--seed 1] [--forecast perfect|error|both] [--season summer|december]
                                    [--step 60] [--strategy cheapest|continuous] [--planner FILE]
