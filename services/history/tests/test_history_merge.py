@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from chargebus_history.merge import car_evse_id, is_measuring_evse, merge_preferred, only_vin
+from chargebus.schema import car_evse_id
+from chargebus_history.merge import is_measuring_evse, merge_preferred, only_vin
 from chargebus_history.reconstruct import Sample, Segment, integrate, step_hold
 from hypothesis import given
 from hypothesis import strategies as st

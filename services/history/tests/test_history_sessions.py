@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from chargebus_history.merge import car_evse_id
+from chargebus.schema import car_evse_id
 from chargebus_history.reconstruct import Sample, Segment, step_hold
 from chargebus_history.sessions import find_sessions
 

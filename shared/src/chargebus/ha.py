@@ -13,6 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Literal
 
 from chargebus.mqtt import Incoming, Service
+from chargebus.schema import vin_of_car_evse
 from chargebus.topics import Topics
 
 Component = Literal["sensor", "binary_sensor", "select", "number", "switch", "button", "text"]
@@ -49,8 +50,9 @@ def vehicle_device_id(vin: str) -> str:
 
 def evse_device_id(evse_id: str) -> str:
     """The device an EVSE's entities belong to, whichever service publishes them (bridges, allocator, history)."""
-    if evse_id.startswith("car-"):
-        return vehicle_device_id(evse_id.removeprefix("car-"))
+    vin = vin_of_car_evse(evse_id)
+    if vin is not None:
+        return vehicle_device_id(vin)
     return _object_id(evse_id)
 
 

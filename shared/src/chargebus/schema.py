@@ -76,6 +76,40 @@ Transaction = Annotated[
 Mode = Literal["off", "now", "solar", "minsolar"]
 MODES: tuple[Mode, ...] = ("off", "now", "solar", "minsolar")
 EvseKind = Literal["twc2", "vehicle", "twc3", "ocpp"]
+
+#: What an EVSE id of each kind starts with (docs/contract.md §4): the one place the prefixes are spelt.
+EVSE_ID_PREFIXES: dict[EvseKind, str] = {"twc2": "twc-", "vehicle": "car-", "twc3": "twc3-", "ocpp": "ocpp-"}
+
+
+def evse_kind_of(evse_id: str) -> EvseKind | None:
+    """The kind an EVSE id names by its prefix, None for none (the rest of the id is not checked here)."""
+    for kind, prefix in EVSE_ID_PREFIXES.items():
+        if evse_id.startswith(prefix):
+            return kind
+    return None
+
+
+def evse_id_name(evse_id: str) -> str:
+    """What follows the kind's prefix: a TWC's hex id, a car's VIN, a Gen3's or an OCPP connector's name."""
+    kind = evse_kind_of(evse_id)
+    return evse_id.removeprefix(EVSE_ID_PREFIXES[kind]) if kind is not None else evse_id
+
+
+def make_evse_id(kind: EvseKind, name: str) -> str:
+    """The EVSE id of a kind and its name (`make_evse_id("vehicle", vin)` is `car-<VIN>`)."""
+    return f"{EVSE_ID_PREFIXES[kind]}{name}"
+
+
+def car_evse_id(vin: str) -> str:
+    """The EVSE a car's own API is (`car-<VIN>`)."""
+    return make_evse_id("vehicle", vin)
+
+
+def vin_of_car_evse(evse_id: str) -> str | None:
+    """The VIN of a `car-<VIN>` EVSE id, None for an EVSE of another kind."""
+    return evse_id_name(evse_id) if evse_kind_of(evse_id) == "vehicle" else None
+
+
 Control = Literal["current", "start_stop"]
 EvseSource = Literal["rs485", "teslamate", "fleet_api", "ble_proxy", "local_api", "ocpp"]
 OnlineState = Literal["online", "asleep", "offline", "unknown"]

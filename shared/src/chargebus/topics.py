@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from chargebus.schema import evse_kind_of
+
 SERVICES = ("twc-bridge", "tesla-bridge", "allocator", "history", "ocpp-bridge", "forecast")
 TWC_BRIDGE, TESLA_BRIDGE, OCPP_BRIDGE = "twc-bridge", "tesla-bridge", "ocpp-bridge"
 BRIDGES = (TWC_BRIDGE, TESLA_BRIDGE, OCPP_BRIDGE)
@@ -20,9 +22,10 @@ def owning_bridge(evse_id: str) -> str:
     """The bridge that publishes an EVSE and answers its commands: `car-*` and `twc3-*` the tesla-bridge, `ocpp-*` the
     ocpp-bridge, `twc-*` the twc-bridge, which also answers for ids of no EVSE kind (one service must,
     docs/contract.md §3)."""
-    if evse_id.startswith(("car-", "twc3-")):
+    kind = evse_kind_of(evse_id)
+    if kind in ("vehicle", "twc3"):
         return TESLA_BRIDGE
-    if evse_id.startswith("ocpp-"):
+    if kind == "ocpp":
         return OCPP_BRIDGE
     return TWC_BRIDGE
 

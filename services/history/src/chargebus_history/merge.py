@@ -13,18 +13,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from itertools import pairwise
 
+from chargebus.schema import evse_kind_of
+
 from chargebus_history.reconstruct import Segment, coalesce
-
-CAR_PREFIX = "car-"
-
-
-def car_evse_id(vin: str) -> str:
-    return f"{CAR_PREFIX}{vin}"
 
 
 def is_measuring_evse(evse_id: str) -> bool:
     """A wall connector (twc-/twc3-) measures its own current; a car EVSE relays the car's report."""
-    return not evse_id.startswith(CAR_PREFIX)
+    return evse_kind_of(evse_id) != "vehicle"
 
 
 def only_vin(segments: Iterable[Segment], vin: str) -> list[Segment]:

@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
 
+from chargebus.schema import car_evse_id
+
 from chargebus_history.answers import MAX_POWER_POINTS, energy_data, power_data, sessions_data
-from chargebus_history.merge import car_evse_id, is_measuring_evse, merge_preferred, only_vin
+from chargebus_history.merge import is_measuring_evse, merge_preferred, only_vin
 from chargebus_history.reconstruct import DEFAULT_GAP_LIMIT_S, Segment, reconstruct
 from chargebus_history.records import EvseRecord, VehicleRecord
 from chargebus_history.sessions import find_sessions

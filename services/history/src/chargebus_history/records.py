@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from chargebus_history.merge import car_evse_id, is_measuring_evse
+from chargebus.schema import car_evse_id
+
+from chargebus_history.merge import is_measuring_evse
 from chargebus_history.reconstruct import Sample
 
 # Fields that change on every publish without the state changing: left out of the change key.

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
+from chargebus.schema import car_evse_id
+
 from chargebus_history.database import SQLITE_BUSY_TIMEOUT_MS, Connection, Database
-from chargebus_history.merge import car_evse_id
 from chargebus_history.migrations import current_version, migrate
 from chargebus_history.records import EvseRecord, MeterRecord, Record, VehicleRecord
 from chargebus_history.tables import EVSE, METER, VEHICLE, SampleTable, Table, energy_totals

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chargebus.config import OcppChargePointConfig
-from chargebus.schema import Control, EvseState
+from chargebus.schema import Control, EvseState, make_evse_id
 from chargebus.values import lenient_number
 
 PLUGGED = frozenset({"Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing", "Occupied"})
@@ -40,7 +40,7 @@ STATUS_TEXT = {
 
 def evse_id_for(name: str, connector_id: int) -> str:
     """`ocpp-<name>` for connector 1, `ocpp-<name>-<n>` for the others."""
-    return f"ocpp-{name}" if connector_id == 1 else f"ocpp-{name}-{connector_id}"
+    return make_evse_id("ocpp", name if connector_id == 1 else f"{name}-{connector_id}")
 
 
 def unknown_name(ocpp_id: str) -> str | None:

@@ -21,7 +21,7 @@ from chargebus.config import OcppBridgeConfig, OcppChargePointConfig
 from chargebus.ha import Discovery
 from chargebus.mqtt import Incoming, Service
 from chargebus.runner import ServiceEntry
-from chargebus.schema import CommandEnvelope, EvseState, PayloadError, Setpoint, parse_for_topic
+from chargebus.schema import CommandEnvelope, EvseState, PayloadError, Setpoint, evse_kind_of, parse_for_topic
 from chargebus.topics import OCPP_BRIDGE, ParsedTopic, owning_bridge
 from pydantic import ValidationError
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -327,7 +327,7 @@ class OcppBridge:
 
     async def on_setpoint(self, message: Incoming) -> None:
         evse_id = message.parsed.ids.get("evse_id", "") if message.parsed else ""
-        if not evse_id.startswith("ocpp-"):
+        if evse_kind_of(evse_id) != "ocpp":
             return  # another bridge's charge point
         found = self._connector_of(evse_id)
         if found is None:

@@ -24,9 +24,11 @@ from chargebus.schema import (
     CommandEnvelope,
     PayloadError,
     Setpoint,
+    evse_kind_of,
     parse_command,
     parse_for_topic,
     transaction_in,
+    vin_of_car_evse,
 )
 from chargebus.topics import TESLA_BRIDGE, ParsedTopic, Topics, owning_bridge
 
@@ -154,9 +156,9 @@ class TeslaBridge:
 
     async def on_setpoint(self, message: Incoming) -> None:
         evse_id = message.parsed.ids.get("evse_id", "") if message.parsed else ""
-        if not evse_id.startswith("car-"):
+        vin = vin_of_car_evse(evse_id)
+        if vin is None:
             return  # another bridge's EVSE
-        vin = evse_id.removeprefix("car-")
         car = self.cars.get(vin)
         if not message.payload:
             if car is not None:
@@ -195,13 +197,13 @@ class TeslaBridge:
     async def on_max_current(self, message: Incoming) -> None:
         evse_id = message.parsed.ids.get("evse_id", "") if message.parsed else ""
         command = parse_command(message.payload)
-        if evse_id.startswith("twc3-"):
+        if evse_kind_of(evse_id) == "twc3":
             raise PayloadError(
                 f"{evse_id} is read-only: the Gen3 local API takes no commands (set its limit on the unit, and "
                 "[[tesla.wall_connectors]] max_current_a)",
                 command.transaction,
             )
-        car = self.cars.get(evse_id.removeprefix("car-"))
+        car = self.cars.get(vin_of_car_evse(evse_id) or "")
         if car is None:
             raise PayloadError(f"unknown EVSE {evse_id}: no [[tesla.vehicles]] entry has that VIN", command.transaction)
         try:

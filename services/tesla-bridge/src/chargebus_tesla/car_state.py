@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 
 from chargebus.config import TeslaVehicleConfig
-from chargebus.schema import Control, EvseSource, EvseState, VehicleState
+from chargebus.schema import Control, EvseSource, EvseState, VehicleState, car_evse_id
 from chargebus.units import split_phase_voltage
 
 from chargebus_tesla.commands import car_max_amps
@@ -344,7 +344,7 @@ def measured_power_w(report: CarReport, basis: Basis) -> float | None:
 
 
 def evse_id(vin: str) -> str:
-    return f"car-{vin}"
+    return car_evse_id(vin)
 
 
 def display_name(vehicle: TeslaVehicleConfig) -> str:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from chargebus.schema import EvseState, VehicleState
+from chargebus.schema import EvseState, VehicleState, make_evse_id
 
 from chargebus_tesla.gen3_api import Lifetime, Version, Vitals
 
@@ -164,7 +164,7 @@ def build_evse_state(
     voltage = electrical.voltage_v if electrical is not None else fallback_voltage_v
     amps = max_amps if max_amps is not None else rated_amps(version)
     return EvseState(
-        evse_id=f"twc3-{name}",
+        evse_id=make_evse_id("twc3", name),
         kind="twc3",
         name=name,
         controllable=False,
@@ -269,7 +269,7 @@ class UnitTracker:
 
     @property
     def evse_id(self) -> str:
-        return f"twc3-{self.name}"
+        return make_evse_id("twc3", self.name)
 
     def vitals_ok(self, vitals: Vitals, now: float) -> bool:
         """Record a good answer. True when the unit was offline and is back."""

@@ -8,6 +8,7 @@ the twc-bridge is online and the slave's state says `online: true`.
 from __future__ import annotations
 
 from chargebus.ha import Entity, availability, device, entity, evse_device_id, max_current_number
+from chargebus.schema import evse_id_name
 from chargebus.topics import Topics
 
 SERVICE = "twc-bridge"
@@ -15,7 +16,7 @@ SERVICE = "twc-bridge"
 
 def slave_entities(topics: Topics, evse_id: str, *, controllable: bool, wiring_max_amps: int) -> list[Entity]:
     state_topic = topics.evse_state(evse_id)
-    block = device(evse_device_id(evse_id), f"TWC {evse_id[4:]}", "Gen2 Tesla Wall Connector")
+    block = device(evse_device_id(evse_id), f"TWC {evse_id_name(evse_id)}", "Gen2 Tesla Wall Connector")
     available = [
         *availability(topics, SERVICE),
         {

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from chargebus.schema import Control, EvseState
+from chargebus.schema import Control, EvseState, evse_id_name, evse_kind_of, make_evse_id
 
 from chargebus_twc.codec import format_twc_id, parse_twc_id
 from chargebus_twc.offer import BusLimits, slave_max_amps, slave_min_amps
@@ -44,15 +44,16 @@ STATE_TEXT = {
 
 
 def evse_id_of(slave_id: int) -> str:
-    return f"twc-{format_twc_id(slave_id)}"
+    return make_evse_id("twc2", format_twc_id(slave_id))
 
 
 def slave_id_of(evse_id: str) -> int | None:
     """The bus ID of `twc-<id>` (4 lower-case hex digits, docs/contract.md §4), else None."""
-    if not evse_id.startswith("twc-") or evse_id[4:] != evse_id[4:].lower():
+    hex_id = evse_id_name(evse_id)
+    if evse_kind_of(evse_id) != "twc2" or hex_id != hex_id.lower():
         return None
     try:
-        return parse_twc_id(evse_id[4:])
+        return parse_twc_id(hex_id)
     except ValueError:
         return None
 
