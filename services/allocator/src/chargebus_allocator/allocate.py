@@ -9,7 +9,6 @@ Every charge point gets a state and a sentence saying why; every controllable on
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 
@@ -65,10 +64,13 @@ class _Round:
         self.settings = settings = inputs.settings
         self.delays = settings.delays
         self.now = now
-        self.points = sorted(inputs.charge_points, key=lambda point: point.id)
+        self.points = sorted(inputs.charge_points, key=_by_id)
         self._check_unique()
-        self.modes = [budget.point_mode(p, settings.mode, inputs.charge_now_until, now) for p in self.points]
-        self.timers = [previous.get(p.key) or hysteresis.seed(p.charging, now) for p in self.points]
+        point_mode, mode, until = budget.point_mode, settings.mode, inputs.charge_now_until
+        self.modes = [point_mode(p, mode, until, now) for p in self.points]
+        # Timers are frozen values: every charge point seeded this round may share one (charging or not).
+        seeds = (hysteresis.seed(charging=False, now=now), hysteresis.seed(charging=True, now=now))
+        self.timers = [previous.get(p.key) or seeds[p.charging] for p in self.points]
         self.next_timers = list(self.timers)
         count = len(self.points)
         self.states: list[ChargePointStatus] = ["kicked_out"] * count
@@ -110,17 +112,30 @@ class _Round:
         served_w = self._serve_at_once(first, rooms)
         self._serve_solar(self.solar_group, rooms, served_w)
         allocation = self._allocation()
+        return allocation, self._timers_out(allocation)
+
+    def _timers_out(self, allocation: Allocation) -> dict[str, Timer]:
+        """Next round's timers: this round's phases with what was offered. A timer that would come out the same is
+        passed on as it is (they are frozen values), so a steady round builds none."""
         timers = {}
+        floors = self.floors
         for i, (result, timer) in enumerate(zip(allocation.points, self.next_timers, strict=True)):
-            floor_w, floor_since = self.floors.get(result.charge_point.key, (None, None))
-            timers[result.charge_point.key] = dataclasses.replace(
-                timer,
-                offered_w=result.allocated_w,
-                kept_since=self._kept_since(i, result.allocated_w),
-                share_floor_w=floor_w,
-                floor_since=floor_since,
-            )
-        return allocation, timers
+            key = result.charge_point.key
+            offered = result.allocated_w
+            kept = self._kept_since(i, offered)
+            floor_w, floor_since = floors.get(key, _NO_FLOOR)
+            if (
+                kept is timer.kept_since
+                and floor_w is timer.share_floor_w
+                and floor_since is timer.floor_since
+                and _same_number(offered, timer.offered_w)
+            ):
+                timers[key] = timer
+            else:
+                timers[key] = Timer(
+                    timer.phase, timer.since, timer.charged_since, timer.stopped_at, offered, kept, floor_w, floor_since
+                )
+        return timers
 
     def _kept_since(self, i: int, offered_w: float) -> float | None:
         """Since when a slow follower has been kept above its falling share: the clock runs on while its offer does
@@ -471,11 +486,12 @@ class _Round:
         watts = quantise(demands, [share.power_w for share in shares], order, budget_w, free)
         if self.any_baseline:
             watts = self._hold_back(group, demands, (shares, watts), budget_w, free_transient)
-        for position, i in enumerate(group):
-            self.shares[i] = shares[position]
-            self.watts[i] = watts[position]
-            self.footprints[i].add_to(free, watts[position], -1.0)
-            self.transient_footprints[i].add_to(free_transient, watts[position], -1.0)
+        all_shares, all_watts = self.shares, self.watts
+        for i, share, power_w in zip(group, shares, watts, strict=True):
+            all_shares[i] = share
+            all_watts[i] = power_w
+            _take_off(self.footprints[i], free, power_w)
+            _take_off(self.transient_footprints[i], free_transient, power_w)
         return watts
 
     def _hold_back(
@@ -573,14 +589,17 @@ class _Round:
         results = []
         setpoints: list[SetpointIntent] = []
         offered = [0.0] * len(self.points)
+        states, modes, reasons_, all_amps = self.states, self.modes, self.reasons, self.amps
+        grid_charging = False
         for i, point in enumerate(self.points):
-            state = self.states[i]
+            state = states[i]
             watts = self.watts[i] if state in ("charging", "stopping") else 0.0
             offered[i] = watts
-            amps = self.amps[i] if state == "charging" else watts_to_amps(watts, point.voltage_v, point.phases)
-            results.append(PointResult(point, self.modes[i], watts, amps, state, self.reasons[i]))
+            amps = all_amps[i] if state == "charging" else watts_to_amps(watts, point.voltage_v, point.phases)
+            results.append(PointResult(point, modes[i], watts, amps, state, reasons_[i]))
             if point.controllable:
-                _add_setpoints(setpoints, point, None if state == "offline" else watts, self.reasons[i])
+                _add_setpoints(setpoints, point, None if state == "offline" else watts, reasons_[i])
+                grid_charging = grid_charging or (watts > 0 and budget.served_first(modes[i]))
         return Allocation(
             mode=self.settings.mode,
             charge_now_until=self.inputs.charge_now_until,
@@ -593,9 +612,7 @@ class _Round:
             circuits=self._circuit_loads(offered),
             site=self.inputs.site,
             battery=self.inputs.battery,
-            grid_charging=any(
-                budget.served_first(r.mode) and r.allocated_w > 0 and r.charge_point.controllable for r in results
-            ),
+            grid_charging=grid_charging,
         )
 
     def _available(self) -> float | None:
@@ -615,6 +632,30 @@ class _Round:
             limit = network.tree.circuits[circuit_id].max_current_a
             result.append(CircuitLoad(circuit_id, limit, per_phase, tuple(limit - load for load in per_phase)))
         return tuple(result)
+
+
+def _take_off(footprint: Footprint, room: list[float], power_w: float) -> None:
+    """`footprint.add_to(room, power_w, -1.0)`, with the same arithmetic, for the loops that run per charge point."""
+    if not footprint.steady and not footprint.late:
+        return
+    for slot, per_w in footprint.steady:
+        room[slot] += -1.0 * per_w * power_w
+    above = power_w - footprint.above_w
+    if above > 0:
+        for slot, per_w in footprint.late:
+            room[slot] += -1.0 * per_w * above
+
+
+def _by_id(point: ChargePoint) -> str:
+    return point.id
+
+
+_NO_FLOOR: tuple[None, None] = (None, None)
+
+
+def _same_number(a: float, b: float) -> bool:
+    """Equal, and alike down to the type and the sign of a zero: the one may stand for the other in any output."""
+    return a is b or (type(a) is type(b) and a == b and (a != 0 or math.copysign(1.0, a) == math.copysign(1.0, b)))
 
 
 def dead_band_w(step_w: float) -> float:
@@ -645,7 +686,7 @@ def _add_setpoints(setpoints: list[SetpointIntent], point: ChargePoint, watts: f
     sent while a bridge is away would be carried out the moment it comes back, when it knows better.
     """
     charge = None if watts is None else watts > 0
-    current, start_stop = point.current_target, point.start_stop_target
+    current, start_stop = point.current_evse_id or point.id, point.start_stop_evse_id or point.id  # the targets
     if current == start_stop:
         setpoints.append(SetpointIntent(current, watts, charge, point.phases, point.voltage_v, reason))
     else:
