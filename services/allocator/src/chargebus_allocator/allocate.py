@@ -72,6 +72,7 @@ class _Round:
         seeds = (hysteresis.seed(charging=False, now=now), hysteresis.seed(charging=True, now=now))
         self.timers = [previous.get(p.key) or seeds[p.charging] for p in self.points]
         self.next_timers = list(self.timers)
+        self._advanced: dict[tuple[int, hysteresis.Outcome, bool], Timer] = {}
         count = len(self.points)
         self.states: list[ChargePointStatus] = ["kicked_out"] * count
         self.reasons: list[str] = [""] * count
@@ -119,6 +120,7 @@ class _Round:
         passed on as it is (they are frozen values), so a steady round builds none."""
         timers = {}
         floors = self.floors
+        built: dict[tuple[int, float], Timer] = {}  # charge points sharing a timer and an offer share the next
         for i, (result, timer) in enumerate(zip(allocation.points, self.next_timers, strict=True)):
             key = result.charge_point.key
             offered = result.allocated_w
@@ -131,11 +133,26 @@ class _Round:
                 and _same_number(offered, timer.offered_w)
             ):
                 timers[key] = timer
-            else:
-                timers[key] = Timer(
+                continue
+            plain = kept is None and floor_w is None and floor_since is None
+            shared = built.get((id(timer), offered)) if plain else None
+            if shared is None or not _same_number(offered, shared.offered_w):
+                shared = Timer(
                     timer.phase, timer.since, timer.charged_since, timer.stopped_at, offered, kept, floor_w, floor_since
                 )
+                if plain:
+                    built[id(timer), offered] = shared
+            timers[key] = shared
         return timers
+
+    def _advance(self, timer: Timer, outcome: hysteresis.Outcome, *, delayed: bool) -> Timer:
+        """`hysteresis.advance` this round, once per distinct timer: seeded charge points share a timer, and so do
+        the ones it was handed on to unchanged, so most of a large round asks the same few questions."""
+        key = (id(timer), outcome, delayed)  # the timers live as long as the round: their ids stay theirs
+        advanced = self._advanced.get(key)
+        if advanced is None:
+            advanced = self._advanced[key] = hysteresis.advance(timer, outcome, self.delays, self.now, delayed=delayed)
+        return advanced
 
     def _kept_since(self, i: int, offered_w: float) -> float | None:
         """Since when a slow follower has been kept above its falling share: the clock runs on while its offer does
@@ -168,7 +185,7 @@ class _Round:
             self.next_timers[i] = (
                 hysteresis.unplugged(timer, self.now)
                 if not point.plugged_in
-                else hysteresis.advance(timer, "dropped", self.delays, self.now, delayed=False)
+                else self._advance(timer, "dropped", delayed=False)
             )
         return candidates
 
@@ -204,7 +221,7 @@ class _Round:
         admission = admit(candidates, math.inf, rooms, self.network.labels, self.site_cap)
         admitted = [i for i in admission.order if admission.verdicts[i] == "admitted"]
         for i in admitted:
-            self.next_timers[i] = hysteresis.advance(self.timers[i], "admitted", self.delays, self.now, delayed=False)
+            self.next_timers[i] = self._advance(self.timers[i], "admitted", delayed=False)
             self.states[i] = "charging"
         demands = [self._demand(i, rises=not self.minimums_only) for i in admitted]
         watts = self._share(admitted, demands, self.site_left_w, rooms)
@@ -242,7 +259,7 @@ class _Round:
         for i in admission.order:
             verdict = admission.verdicts[i]
             if verdict != "kicked_out":
-                self.next_timers[i] = hysteresis.advance(self.timers[i], verdict, delays, now, delayed=True)
+                self.next_timers[i] = self._advance(self.timers[i], verdict, delayed=True)
                 sharing.append(i)
         # Starting ones reserve their minimum and stopping ones hold it: only charging ones rise above it.
         demands = [
@@ -547,9 +564,7 @@ class _Round:
                 continue
             self.states[i] = "kicked_out"
             self.reasons[i] = admission.reasons[i] + extra
-            self.next_timers[i] = hysteresis.advance(
-                self.timers[i], "dropped", self.delays, self.now, delayed=budget.delayed(self.modes[i])
-            )
+            self.next_timers[i] = self._advance(self.timers[i], "dropped", delayed=budget.delayed(self.modes[i]))
 
     def _charging_reason(
         self,
