@@ -82,6 +82,8 @@ def admit(
     top_priority: int | None = None
     holding: list[int] = []
     budget_limit_w = budget_w + _EPS_W
+    # Candidates kicked out for the same numbers read the same: a full circuit turns many away at once.
+    said: dict[tuple[object, ...], str] = {}
     for candidate in ordered:
         min_w = candidate.min_w
         entries = candidate.footprint.steady
@@ -110,7 +112,11 @@ def admit(
             verdicts[candidate.key] = "kicked_out"
             budget_part = (budget_w, admitted_w + min_w) if over_budget else None
             circuit_part = (labels[short[0]], shown[short[0]], short[1], waiting) if short is not None else None
-            reasons[candidate.key] = kicked_out_reason(budget_part, circuit_part, candidate.priority, top_priority)
+            why = (budget_part, circuit_part, candidate.priority, top_priority)
+            text = said.get(why)
+            if text is None:
+                text = said[why] = kicked_out_reason(*why)
+            reasons[candidate.key] = text
             continue
         verdicts[candidate.key] = verdict
         for slot, per_w in entries:
