@@ -73,6 +73,7 @@ class _Round:
         self.timers = [previous.get(p.key) or seeds[p.charging] for p in self.points]
         self.next_timers = list(self.timers)
         self._advanced: dict[tuple[int, hysteresis.Outcome, bool], Timer] = {}
+        self._said: dict[tuple[object, ...], str] = {}  # charging sentences, by what they read
         count = len(self.points)
         self.states: list[ChargePointStatus] = ["kicked_out"] * count
         self.reasons: list[str] = [""] * count
@@ -589,16 +590,15 @@ class _Round:
         amps = self.amps[i] = watts_to_amps(self.watts[i], point.voltage_v, point.phases)
         if self.minimums_only and self.site_cap is not None:
             return reasons.minimum_only(self.watts[i], amps, self.site_cap[1], context)
-        return reasons.charging(
-            point,
-            self.watts[i],
-            amps,
-            share,
-            context,
-            slot=slot,
-            in_band=self.in_band[i],
-            kept_slowly=self.kept_slowly[i],
-        )
+        watts, in_band, kept_slowly = self.watts[i], self.in_band[i], self.kept_slowly[i]
+        # Everything the sentence reads: charge points given the same watts in the same group read the same.
+        said = (watts, amps, share.bound, context, slot, in_band, kept_slowly, point.max_power_w, point.min_power_w)
+        text = self._said.get(said)
+        if text is None:
+            text = self._said[said] = reasons.charging(
+                point, watts, amps, share, context, slot=slot, in_band=in_band, kept_slowly=kept_slowly
+            )
+        return text
 
     def _allocation(self) -> Allocation:
         results = []
