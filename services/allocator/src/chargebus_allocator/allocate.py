@@ -531,9 +531,14 @@ class _Round:
         over = {slot for slot, (load, room) in enumerate(zip(used, free_transient, strict=True)) if load > room + 1e-9}
         if not over:
             return watts
-        again = [
-            p for p, footprint in enumerate(footprints) if any(s in over for s, _ in footprint.steady + footprint.late)
-        ]
+        touches: dict[int, bool] = {}  # per footprint (charge points on one circuit and wiring share theirs)
+        again = []
+        for p, footprint in enumerate(footprints):
+            over_here = touches.get(id(footprint))
+            if over_here is None:
+                over_here = touches[id(footprint)] = any(s in over for s, _ in footprint.steady + footprint.late)
+            if over_here:
+                again.append(p)
         room, budget_left = list(free_transient), budget_w
         for position in set(range(len(group))) - set(again):
             footprints[position].add_to(room, watts[position], -1.0)
