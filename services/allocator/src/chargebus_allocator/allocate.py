@@ -251,10 +251,14 @@ class _Round:
         if self.site_cap is not None:
             cap = (self.site_left_w, self.site_cap[1], self.site_cap[2])
             solar_w = min(solar_w, self.site_left_w)
-        candidates = [
-            self._candidate(i, exempt=self._exempt(i), may_hold=hysteresis.may_hold(self.timers[i], delays, now))
-            for i in group
-        ]
+        holds: dict[int, bool] = {}  # may_hold per distinct timer (charge points share theirs)
+        candidates = []
+        for i in group:
+            timer = self.timers[i]
+            may_hold = holds.get(id(timer))
+            if may_hold is None:
+                may_hold = holds[id(timer)] = hysteresis.may_hold(timer, delays, now)
+            candidates.append(self._candidate(i, exempt=self._exempt(i), may_hold=may_hold))
         admission = admit(candidates, solar_w, rooms, self.network.labels, cap)
         sharing: list[int] = []
         for i in admission.order:
@@ -482,11 +486,19 @@ class _Round:
             self.states[i] = "starting"
             self.watts[i] = 0.0  # reserved, not yet offered: the enable delay is still running
             left = hysteresis.start_left_s(timer, self.delays, self.now)
-            self.reasons[i] = reasons.starting(point, left, solar_w, self.delays)
+            said: tuple[object, ...] = ("starting", left, solar_w, point.min_power_w)  # all the sentence reads
+            text = self._said.get(said)
+            if text is None:
+                text = self._said[said] = reasons.starting(point, left, solar_w, self.delays)
+            self.reasons[i] = text
         elif timer.phase == "stopping":
             self.states[i] = "stopping"
             left = hysteresis.stop_left_s(timer, self.delays, self.now)
-            self.reasons[i] = reasons.stopping(point, left, solar_w).removesuffix(".") + stale_note + "."
+            said = ("stopping", left, solar_w, point.min_power_w, stale_note)
+            text = self._said.get(said)
+            if text is None:
+                text = self._said[said] = reasons.stopping(point, left, solar_w).removesuffix(".") + stale_note + "."
+            self.reasons[i] = text
         else:
             self.states[i] = "charging"
             binds = self.site_cap is not None and self.available_w >= self.site_left_w
