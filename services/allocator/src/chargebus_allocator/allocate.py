@@ -73,7 +73,7 @@ class _Round:
         self.timers = [previous.get(p.key) or seeds[p.charging] for p in self.points]
         self.next_timers = list(self.timers)
         self._advanced: dict[tuple[int, hysteresis.Outcome, bool], Timer] = {}
-        self._said: dict[tuple[object, ...], str] = {}  # charging sentences, by what they read
+        self._said: dict[tuple[object, ...], str] = {}  # sentences written this round, by what they read
         count = len(self.points)
         self.states: list[ChargePointStatus] = ["kicked_out"] * count
         self.reasons: list[str] = [""] * count

@@ -115,7 +115,8 @@ def quantise(
 def _raise_if_fits(
     footprint: Footprint, before_w: float, after_w: float, used: list[float], free_a: Sequence[float]
 ) -> bool:
-    """`_fits`, then `_add_load` when it does, in one call: quantising runs this once per step it tries."""
+    """Whether the charge point may draw `after_w` instead of `before_w` in every slot's room; if so, `used` gets the
+    difference (as `_add_load` would add it). One call per step quantising tries."""
     steady, late = footprint.steady, footprint.late
     rise = after_w - before_w
     for slot, per_w in steady:
@@ -156,15 +157,6 @@ def _add_load(footprint: Footprint, before_w: float, after_w: float, used: list[
     above = footprint.above_w
     for slot, per_w in footprint.late:
         used[slot] += per_w * (max(0.0, after_w - above) - max(0.0, before_w - above))
-
-
-def _fits(footprint: Footprint, before_w: float, after_w: float, used: list[float], free_a: Sequence[float]) -> bool:
-    for slot, per_w in footprint.steady:
-        if used[slot] + per_w * (after_w - before_w) > free_a[slot] + _EPS_A:
-            return False
-    above = footprint.above_w
-    extra = max(0.0, after_w - above) - max(0.0, before_w - above)
-    return all(used[slot] + per_w * extra <= free_a[slot] + _EPS_A for slot, per_w in footprint.late)
 
 
 class _WaterLevel:
