@@ -133,3 +133,86 @@ def test_quantise_respects_circuits() -> None:
 
 def test_quantise_keeps_a_minimum_that_is_not_a_whole_step() -> None:
     assert quantise([Demand(1000, 5000, 240)], [1000], [0], 1000, []) == [1000]
+
+
+def _quantise_step_by_step(
+    demands: list[Demand], powers: list[float], order: list[int], budget_w: float, free_a: list[float]
+) -> list[float]:
+    """The straightforward rule quantise() implements with its fit and load updates in one pass per step: floor to
+    whole steps, then one step at a time round-robin, each step checked on every slot of its footprint first."""
+
+    def load(footprint: Footprint, power_w: float) -> list[tuple[int, float]]:
+        steady = [(slot, per_w * power_w) for slot, per_w in footprint.steady]
+        above = max(0.0, power_w - footprint.above_w)
+        return steady + [(slot, per_w * above) for slot, per_w in footprint.late]
+
+    result = [
+        min(max(math.floor(power / d.step_w + 1e-6) * d.step_w, d.min_w), d.max_w)
+        for power, d in zip(powers, demands, strict=True)
+    ]
+    used = [0.0] * len(free_a)
+    for demand, power_w in zip(demands, result, strict=True):
+        for slot, amps in load(demand.footprint, power_w):
+            used[slot] += amps
+    total = sum(result)
+    candidates = list(order)
+    while candidates:
+        still = []
+        for index in candidates:
+            demand, before = demands[index], result[index]
+            after = before + demand.step_w
+            if after > demand.max_w + 1e-6 or total + demand.step_w > budget_w + 1e-6:
+                continue
+            footprint, above = demand.footprint, demand.footprint.above_w
+            rise = [(slot, per_w * (after - before)) for slot, per_w in footprint.steady]
+            extra = max(0.0, after - above) - max(0.0, before - above)
+            rise += [(slot, per_w * extra) for slot, per_w in footprint.late]
+            if any(used[slot] + amps > free_a[slot] + 1e-9 for slot, amps in rise):
+                continue
+            for slot, amps in rise:
+                used[slot] += amps
+            total += demand.step_w
+            result[index] = after
+            still.append(index)
+        candidates = still
+    return result
+
+
+SLOTS = 3
+footprints = st.one_of(
+    st.just(Footprint()),
+    st.builds(
+        lambda slots, per_w: Footprint(tuple((slot, per_w) for slot in sorted(slots))),
+        st.sets(st.integers(0, SLOTS - 1), min_size=1),
+        st.sampled_from((1 / 240, 1 / 230, 1 / 690)),
+    ),
+    st.builds(  # a slow follower above its present draw
+        lambda slots, above: Footprint((), tuple((slot, 1 / 240) for slot in sorted(slots)), above),
+        st.sets(st.integers(0, SLOTS - 1), min_size=1),
+        st.sampled_from((0.0, 1440.0, 3840.0, 5000.0)),
+    ),
+)
+on_circuits = st.lists(
+    st.builds(
+        lambda min_a, extra_a, footprint, step: Demand(min_a * step, (min_a + extra_a) * step, step, footprint),
+        st.integers(0, 8),
+        st.integers(0, 30),
+        footprints,
+        st.sampled_from((230.0, 240.0, 690.0)),
+    ),
+    min_size=1,
+    max_size=10,
+)
+
+
+@settings(max_examples=400)
+@given(on_circuits, st.lists(st.floats(0, 25_000), min_size=10, max_size=10), st.floats(0, 100_000), st.data())
+def test_quantise_equals_the_step_by_step_rule_exactly(
+    demands: list[Demand], powers: list[float], budget_w: float, data: st.DataObject
+) -> None:
+    free_a = data.draw(st.lists(st.floats(0, 80), min_size=SLOTS, max_size=SLOTS))
+    order = data.draw(st.permutations(range(len(demands))))
+    shares = powers[: len(demands)]
+    assert quantise(demands, shares, order, budget_w, free_a) == _quantise_step_by_step(
+        demands, shares, order, budget_w, free_a
+    )

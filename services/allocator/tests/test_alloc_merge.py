@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from chargebus_allocator.merge import Authorization, EvseSettings, VehicleSettings, merge
+from chargebus.schema import EvseState, VehicleState
+from chargebus_allocator.merge import Authorization, EvseSettings, MergeCache, VehicleSettings, merge
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.allocator.tests.alloc_builders import T0, VIN_A, VIN_B, evse_state, vehicle_state
 
@@ -178,3 +181,53 @@ def test_a_kind_of_charger_the_allocator_has_never_heard_of_is_a_local_charger()
     (point,) = merge([evse_state(CAR_A), wallbox], [vehicle_state(VIN_A)])
     assert point.current_target == "ocpp-garage"  # the wallbox sets the current; the car's API is billed
     assert not point.follows_slowly
+
+
+_STATES = {
+    "twc-0001": [evse_state("twc-0001", vin=VIN_A, power_w=3680), evse_state("twc-0001", power_w=0, plugged_in=False)],
+    "twc-0002": [evse_state("twc-0002", vin=VIN_B), evse_state("twc-0002", vin=VIN_A, plugged_in_at=datetime.now(UTC))],
+    "twc3-three": [evse_state("twc3-three", vin=VIN_B), evse_state("twc3-three", online=False)],
+    CAR_A: [evse_state(CAR_A, power_w=3600), evse_state(CAR_A, phases=3, voltage_v=230)],
+}
+_CARS = {VIN_A: [vehicle_state(VIN_A), vehicle_state(VIN_A, charge_current_request_max_a=16)]}
+_SETTINGS = [None, EvseSettings(circuit="garage", priority=2), EvseSettings(mode="now")]
+_POLICIES = [Authorization(), Authorization("deny_list", denied=frozenset({VIN_B}))]
+
+
+@st.composite
+def _rounds(draw: st.DrawFn) -> list[tuple[list[EvseState], list[VehicleState], dict[str, EvseSettings], int]]:
+    """A few rounds, each drawing every EVSE's and car's state from a small pool (so most stay the same objects)."""
+    rounds = []
+    for _ in range(draw(st.integers(1, 6))):
+        evses = [draw(st.sampled_from(pool)) for pool in _STATES.values() if draw(st.booleans())]
+        cars = [draw(st.sampled_from(pool)) for pool in _CARS.values() if draw(st.booleans())]
+        chosen = {evse_id: draw(st.sampled_from(_SETTINGS)) for evse_id in _STATES}
+        own = {evse_id: entry for evse_id, entry in chosen.items() if entry is not None}
+        rounds.append((evses, cars, own, draw(st.integers(0, len(_POLICIES) - 1))))
+    return rounds
+
+
+@settings(max_examples=200, deadline=None)
+@given(_rounds())
+def test_a_cached_merge_equals_a_fresh_one_round_after_round(
+    rounds: list[tuple[list[EvseState], list[VehicleState], dict[str, EvseSettings], int]],
+) -> None:
+    cache = MergeCache()
+    for evses, cars, own, policy in rounds:
+        per_vehicle = {VIN_A: VehicleSettings(priority=5)} if own.get("twc-0001") else {}
+        fresh = merge(evses, cars, own, per_vehicle, _POLICIES[policy])
+        cached = merge(evses, cars, own, per_vehicle, _POLICIES[policy], cache=cache)
+        assert [repr(point) for point in cached] == [repr(point) for point in fresh]
+
+
+def test_a_cached_merge_rebuilds_only_the_groups_that_changed() -> None:
+    cache = MergeCache()
+    one, two = evse_state("twc-0001"), evse_state("twc-0002")
+    first = merge([one, two], cache=cache)
+    again = merge([one, two], cache=cache)
+    assert all(a is b for a, b in zip(first, again, strict=True))
+    changed = evse_state("twc-0002", power_w=1000)
+    third = merge([one, changed], cache=cache)
+    assert third[0] is first[0]
+    assert third[1] is not first[1]
+    assert third[1].power_w == 1000

@@ -7,7 +7,7 @@ in the phase mapping would show up as a broken limit.
 from __future__ import annotations
 
 import random
-from dataclasses import replace
+from dataclasses import astuple, replace
 
 from chargebus_allocator.allocate import allocate
 from chargebus_allocator.budget import point_mode, served_first
@@ -247,3 +247,25 @@ def test_later_rounds_keep_the_invariants(inputs: Inputs, later_s: int) -> None:
         assert result.allocated_w == 0 or result.allocated_w >= result.charge_point.min_power_w - EPS_W
     stale_timers: dict[str, Timer] = {key: replace(timer, since=T0 - 10_000) for key, timer in timers.items()}
     allocate(inputs, stale_timers, T0 + later_s)
+
+
+def _rebuilt(timer: Timer) -> Timer:
+    """The same values in new objects (new floats too), so that nothing can be passed on by identity."""
+    fields = [float(repr(value)) if isinstance(value, float) else value for value in astuple(timer)[1:]]
+    return Timer(timer.phase, *fields)
+
+
+@settings(max_examples=150, deadline=None)
+@given(scenarios(), st.integers(1, 400))
+def test_timers_passed_on_as_they_are_hold_what_rebuilt_ones_would(inputs: Inputs, later_s: int) -> None:
+    """A round hands a timer on as it is when it would come out the same (allocate._timers_out): every field,
+    offered watts and slow-follower clocks included, must be what a round fed equal but new objects gives."""
+    _, timers = allocate(inputs, None, T0)
+    for now in (T0 + later_s, T0 + 2 * later_s):
+        allocation, passed_on = allocate(inputs, timers, now)
+        again, rebuilt = allocate(inputs, {key: _rebuilt(timer) for key, timer in timers.items()}, now)
+        assert repr(allocation) == repr(again)
+        assert {key: repr(timer) for key, timer in passed_on.items()} == {k: repr(t) for k, t in rebuilt.items()}
+        for result in allocation.points:  # what the dead band holds next round: exactly this round's offer
+            assert repr(passed_on[result.charge_point.key].offered_w) == repr(result.allocated_w)
+        timers = passed_on

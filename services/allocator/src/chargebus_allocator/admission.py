@@ -81,22 +81,23 @@ def admit(
     admitted_w = held_w = 0.0
     top_priority: int | None = None
     holding: list[int] = []
+    budget_limit_w = budget_w + _EPS_W
+    # Candidates kicked out for the same numbers read the same: a full circuit turns many away at once.
+    said: dict[tuple[object, ...], str] = {}
     for candidate in ordered:
         min_w = candidate.min_w
         entries = candidate.footprint.steady
         # Transient: a slow follower adds only what its minimum asks beyond its present draw.
         extra_w = max(0.0, min_w - candidate.baseline_w)
-        short = _short(entries, min_w, free)
+        short = _short(entries, min_w, free) if entries else None
         waiting = short is None
         if waiting:
-            short = _short(entries, extra_w, free_transient)
+            short = _short(entries, extra_w, free_transient) if entries else None
             shown = free_transient
         else:
             shown = free
-        over_budget = not candidate.budget_exempt and admitted_w + min_w > budget_w + _EPS_W
-        over_cap = cap is not None and admitted_w + held_w + min_w > cap[0] + _EPS_W
-        if over_cap:
-            assert cap is not None
+        over_budget = not candidate.budget_exempt and admitted_w + min_w > budget_limit_w
+        if cap is not None and admitted_w + held_w + min_w > cap[0] + _EPS_W:
             verdicts[candidate.key] = "kicked_out"
             reasons[candidate.key] = site_reason(cap, admitted_w + held_w + min_w, candidate.priority, top_priority)
             continue
@@ -111,7 +112,11 @@ def admit(
             verdicts[candidate.key] = "kicked_out"
             budget_part = (budget_w, admitted_w + min_w) if over_budget else None
             circuit_part = (labels[short[0]], shown[short[0]], short[1], waiting) if short is not None else None
-            reasons[candidate.key] = kicked_out_reason(budget_part, circuit_part, candidate.priority, top_priority)
+            why = (budget_part, circuit_part, candidate.priority, top_priority)
+            text = said.get(why)
+            if text is None:
+                text = said[why] = kicked_out_reason(*why)
+            reasons[candidate.key] = text
             continue
         verdicts[candidate.key] = verdict
         for slot, per_w in entries:

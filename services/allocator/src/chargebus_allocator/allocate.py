@@ -9,7 +9,6 @@ Every charge point gets a state and a sentence saying why; every controllable on
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 
@@ -65,11 +64,16 @@ class _Round:
         self.settings = settings = inputs.settings
         self.delays = settings.delays
         self.now = now
-        self.points = sorted(inputs.charge_points, key=lambda point: point.id)
+        self.points = sorted(inputs.charge_points, key=_by_id)
         self._check_unique()
-        self.modes = [budget.point_mode(p, settings.mode, inputs.charge_now_until, now) for p in self.points]
-        self.timers = [previous.get(p.key) or hysteresis.seed(p.charging, now) for p in self.points]
+        point_mode, mode, until = budget.point_mode, settings.mode, inputs.charge_now_until
+        self.modes = [point_mode(p, mode, until, now) for p in self.points]
+        # Timers are frozen values: every charge point seeded this round may share one (charging or not).
+        seeds = (hysteresis.seed(charging=False, now=now), hysteresis.seed(charging=True, now=now))
+        self.timers = [previous.get(p.key) or seeds[p.charging] for p in self.points]
         self.next_timers = list(self.timers)
+        self._advanced: dict[tuple[int, hysteresis.Outcome, bool], Timer] = {}
+        self._said: dict[tuple[object, ...], str] = {}  # sentences written this round, by what they read
         count = len(self.points)
         self.states: list[ChargePointStatus] = ["kicked_out"] * count
         self.reasons: list[str] = [""] * count
@@ -110,17 +114,46 @@ class _Round:
         served_w = self._serve_at_once(first, rooms)
         self._serve_solar(self.solar_group, rooms, served_w)
         allocation = self._allocation()
+        return allocation, self._timers_out(allocation)
+
+    def _timers_out(self, allocation: Allocation) -> dict[str, Timer]:
+        """Next round's timers: this round's phases with what was offered. A timer that would come out the same is
+        passed on as it is (they are frozen values), so a steady round builds none."""
         timers = {}
+        floors = self.floors
+        built: dict[tuple[int, float], Timer] = {}  # charge points sharing a timer and an offer share the next
         for i, (result, timer) in enumerate(zip(allocation.points, self.next_timers, strict=True)):
-            floor_w, floor_since = self.floors.get(result.charge_point.key, (None, None))
-            timers[result.charge_point.key] = dataclasses.replace(
-                timer,
-                offered_w=result.allocated_w,
-                kept_since=self._kept_since(i, result.allocated_w),
-                share_floor_w=floor_w,
-                floor_since=floor_since,
-            )
-        return allocation, timers
+            key = result.charge_point.key
+            offered = result.allocated_w
+            kept = self._kept_since(i, offered)
+            floor_w, floor_since = floors.get(key, _NO_FLOOR)
+            if (
+                kept is timer.kept_since
+                and floor_w is timer.share_floor_w
+                and floor_since is timer.floor_since
+                and _same_number(offered, timer.offered_w)
+            ):
+                timers[key] = timer
+                continue
+            plain = kept is None and floor_w is None and floor_since is None
+            shared = built.get((id(timer), offered)) if plain else None
+            if shared is None or not _same_number(offered, shared.offered_w):
+                shared = Timer(
+                    timer.phase, timer.since, timer.charged_since, timer.stopped_at, offered, kept, floor_w, floor_since
+                )
+                if plain:
+                    built[id(timer), offered] = shared
+            timers[key] = shared
+        return timers
+
+    def _advance(self, timer: Timer, outcome: hysteresis.Outcome, *, delayed: bool) -> Timer:
+        """`hysteresis.advance` this round, once per distinct timer: seeded charge points share a timer, and so do
+        the ones it was handed on to unchanged, so most of a large round asks the same few questions."""
+        key = (id(timer), outcome, delayed)  # the timers live as long as the round: their ids stay theirs
+        advanced = self._advanced.get(key)
+        if advanced is None:
+            advanced = self._advanced[key] = hysteresis.advance(timer, outcome, self.delays, self.now, delayed=delayed)
+        return advanced
 
     def _kept_since(self, i: int, offered_w: float) -> float | None:
         """Since when a slow follower has been kept above its falling share: the clock runs on while its offer does
@@ -153,7 +186,7 @@ class _Round:
             self.next_timers[i] = (
                 hysteresis.unplugged(timer, self.now)
                 if not point.plugged_in
-                else hysteresis.advance(timer, "dropped", self.delays, self.now, delayed=False)
+                else self._advance(timer, "dropped", delayed=False)
             )
         return candidates
 
@@ -189,7 +222,7 @@ class _Round:
         admission = admit(candidates, math.inf, rooms, self.network.labels, self.site_cap)
         admitted = [i for i in admission.order if admission.verdicts[i] == "admitted"]
         for i in admitted:
-            self.next_timers[i] = hysteresis.advance(self.timers[i], "admitted", self.delays, self.now, delayed=False)
+            self.next_timers[i] = self._advance(self.timers[i], "admitted", delayed=False)
             self.states[i] = "charging"
         demands = [self._demand(i, rises=not self.minimums_only) for i in admitted]
         watts = self._share(admitted, demands, self.site_left_w, rooms)
@@ -218,16 +251,20 @@ class _Round:
         if self.site_cap is not None:
             cap = (self.site_left_w, self.site_cap[1], self.site_cap[2])
             solar_w = min(solar_w, self.site_left_w)
-        candidates = [
-            self._candidate(i, exempt=self._exempt(i), may_hold=hysteresis.may_hold(self.timers[i], delays, now))
-            for i in group
-        ]
+        holds: dict[int, bool] = {}  # may_hold per distinct timer (charge points share theirs)
+        candidates = []
+        for i in group:
+            timer = self.timers[i]
+            may_hold = holds.get(id(timer))
+            if may_hold is None:
+                may_hold = holds[id(timer)] = hysteresis.may_hold(timer, delays, now)
+            candidates.append(self._candidate(i, exempt=self._exempt(i), may_hold=may_hold))
         admission = admit(candidates, solar_w, rooms, self.network.labels, cap)
         sharing: list[int] = []
         for i in admission.order:
             verdict = admission.verdicts[i]
             if verdict != "kicked_out":
-                self.next_timers[i] = hysteresis.advance(self.timers[i], verdict, delays, now, delayed=True)
+                self.next_timers[i] = self._advance(self.timers[i], verdict, delayed=True)
                 sharing.append(i)
         # Starting ones reserve their minimum and stopping ones hold it: only charging ones rise above it.
         demands = [
@@ -449,11 +486,19 @@ class _Round:
             self.states[i] = "starting"
             self.watts[i] = 0.0  # reserved, not yet offered: the enable delay is still running
             left = hysteresis.start_left_s(timer, self.delays, self.now)
-            self.reasons[i] = reasons.starting(point, left, solar_w, self.delays)
+            said: tuple[object, ...] = ("starting", left, solar_w, point.min_power_w)  # all the sentence reads
+            text = self._said.get(said)
+            if text is None:
+                text = self._said[said] = reasons.starting(point, left, solar_w, self.delays)
+            self.reasons[i] = text
         elif timer.phase == "stopping":
             self.states[i] = "stopping"
             left = hysteresis.stop_left_s(timer, self.delays, self.now)
-            self.reasons[i] = reasons.stopping(point, left, solar_w).removesuffix(".") + stale_note + "."
+            said = ("stopping", left, solar_w, point.min_power_w, stale_note)
+            text = self._said.get(said)
+            if text is None:
+                text = self._said[said] = reasons.stopping(point, left, solar_w).removesuffix(".") + stale_note + "."
+            self.reasons[i] = text
         else:
             self.states[i] = "charging"
             binds = self.site_cap is not None and self.available_w >= self.site_left_w
@@ -471,11 +516,12 @@ class _Round:
         watts = quantise(demands, [share.power_w for share in shares], order, budget_w, free)
         if self.any_baseline:
             watts = self._hold_back(group, demands, (shares, watts), budget_w, free_transient)
-        for position, i in enumerate(group):
-            self.shares[i] = shares[position]
-            self.watts[i] = watts[position]
-            self.footprints[i].add_to(free, watts[position], -1.0)
-            self.transient_footprints[i].add_to(free_transient, watts[position], -1.0)
+        all_shares, all_watts = self.shares, self.watts
+        for i, share, power_w in zip(group, shares, watts, strict=True):
+            all_shares[i] = share
+            all_watts[i] = power_w
+            _take_off(self.footprints[i], free, power_w)
+            _take_off(self.transient_footprints[i], free_transient, power_w)
         return watts
 
     def _hold_back(
@@ -497,9 +543,14 @@ class _Round:
         over = {slot for slot, (load, room) in enumerate(zip(used, free_transient, strict=True)) if load > room + 1e-9}
         if not over:
             return watts
-        again = [
-            p for p, footprint in enumerate(footprints) if any(s in over for s, _ in footprint.steady + footprint.late)
-        ]
+        touches: dict[int, bool] = {}  # per footprint (charge points on one circuit and wiring share theirs)
+        again = []
+        for p, footprint in enumerate(footprints):
+            over_here = touches.get(id(footprint))
+            if over_here is None:
+                over_here = touches[id(footprint)] = any(s in over for s, _ in footprint.steady + footprint.late)
+            if over_here:
+                again.append(p)
         room, budget_left = list(free_transient), budget_w
         for position in set(range(len(group))) - set(again):
             footprints[position].add_to(room, watts[position], -1.0)
@@ -531,9 +582,7 @@ class _Round:
                 continue
             self.states[i] = "kicked_out"
             self.reasons[i] = admission.reasons[i] + extra
-            self.next_timers[i] = hysteresis.advance(
-                self.timers[i], "dropped", self.delays, self.now, delayed=budget.delayed(self.modes[i])
-            )
+            self.next_timers[i] = self._advance(self.timers[i], "dropped", delayed=budget.delayed(self.modes[i]))
 
     def _charging_reason(
         self,
@@ -558,29 +607,31 @@ class _Round:
         amps = self.amps[i] = watts_to_amps(self.watts[i], point.voltage_v, point.phases)
         if self.minimums_only and self.site_cap is not None:
             return reasons.minimum_only(self.watts[i], amps, self.site_cap[1], context)
-        return reasons.charging(
-            point,
-            self.watts[i],
-            amps,
-            share,
-            context,
-            slot=slot,
-            in_band=self.in_band[i],
-            kept_slowly=self.kept_slowly[i],
-        )
+        watts, in_band, kept_slowly = self.watts[i], self.in_band[i], self.kept_slowly[i]
+        # Everything the sentence reads: charge points given the same watts in the same group read the same.
+        said = (watts, amps, share.bound, context, slot, in_band, kept_slowly, point.max_power_w, point.min_power_w)
+        text = self._said.get(said)
+        if text is None:
+            text = self._said[said] = reasons.charging(
+                point, watts, amps, share, context, slot=slot, in_band=in_band, kept_slowly=kept_slowly
+            )
+        return text
 
     def _allocation(self) -> Allocation:
         results = []
         setpoints: list[SetpointIntent] = []
         offered = [0.0] * len(self.points)
+        states, modes, reasons_, all_amps = self.states, self.modes, self.reasons, self.amps
+        grid_charging = False
         for i, point in enumerate(self.points):
-            state = self.states[i]
+            state = states[i]
             watts = self.watts[i] if state in ("charging", "stopping") else 0.0
             offered[i] = watts
-            amps = self.amps[i] if state == "charging" else watts_to_amps(watts, point.voltage_v, point.phases)
-            results.append(PointResult(point, self.modes[i], watts, amps, state, self.reasons[i]))
+            amps = all_amps[i] if state == "charging" else watts_to_amps(watts, point.voltage_v, point.phases)
+            results.append(PointResult(point, modes[i], watts, amps, state, reasons_[i]))
             if point.controllable:
-                _add_setpoints(setpoints, point, None if state == "offline" else watts, self.reasons[i])
+                _add_setpoints(setpoints, point, None if state == "offline" else watts, reasons_[i])
+                grid_charging = grid_charging or (watts > 0 and budget.served_first(modes[i]))
         return Allocation(
             mode=self.settings.mode,
             charge_now_until=self.inputs.charge_now_until,
@@ -593,9 +644,7 @@ class _Round:
             circuits=self._circuit_loads(offered),
             site=self.inputs.site,
             battery=self.inputs.battery,
-            grid_charging=any(
-                budget.served_first(r.mode) and r.allocated_w > 0 and r.charge_point.controllable for r in results
-            ),
+            grid_charging=grid_charging,
         )
 
     def _available(self) -> float | None:
@@ -615,6 +664,30 @@ class _Round:
             limit = network.tree.circuits[circuit_id].max_current_a
             result.append(CircuitLoad(circuit_id, limit, per_phase, tuple(limit - load for load in per_phase)))
         return tuple(result)
+
+
+def _take_off(footprint: Footprint, room: list[float], power_w: float) -> None:
+    """`footprint.add_to(room, power_w, -1.0)`, with the same arithmetic, for the loops that run per charge point."""
+    if not footprint.steady and not footprint.late:
+        return
+    for slot, per_w in footprint.steady:
+        room[slot] += -1.0 * per_w * power_w
+    above = power_w - footprint.above_w
+    if above > 0:
+        for slot, per_w in footprint.late:
+            room[slot] += -1.0 * per_w * above
+
+
+def _by_id(point: ChargePoint) -> str:
+    return point.id
+
+
+_NO_FLOOR: tuple[None, None] = (None, None)
+
+
+def _same_number(a: float, b: float) -> bool:
+    """Equal, and alike down to the type and the sign of a zero: the one may stand for the other in any output."""
+    return a is b or (type(a) is type(b) and a == b and (a != 0 or math.copysign(1.0, a) == math.copysign(1.0, b)))
 
 
 def dead_band_w(step_w: float) -> float:
@@ -645,7 +718,7 @@ def _add_setpoints(setpoints: list[SetpointIntent], point: ChargePoint, watts: f
     sent while a bridge is away would be carried out the moment it comes back, when it knows better.
     """
     charge = None if watts is None else watts > 0
-    current, start_stop = point.current_target, point.start_stop_target
+    current, start_stop = point.current_evse_id or point.id, point.start_stop_evse_id or point.id  # the targets
     if current == start_stop:
         setpoints.append(SetpointIntent(current, watts, charge, point.phases, point.voltage_v, reason))
     else:

@@ -46,7 +46,7 @@ from chargebus.topics import BRIDGES, Topics, owning_bridge
 from chargebus_allocator import budget, report, schedules, site
 from chargebus_allocator.allocate import allocate
 from chargebus_allocator.house_meters import GridFigure, HouseMeters, MeterValue
-from chargebus_allocator.merge import Authorization, EvseSettings, VehicleSettings, merge
+from chargebus_allocator.merge import Authorization, EvseSettings, MergeCache, VehicleSettings, merge
 from chargebus_allocator.meters import MeterBook, RateLimit, meter_specs
 from chargebus_allocator.model import (
     Allocation,
@@ -149,6 +149,8 @@ class Engine:
     seen_vins: set[str] = field(default_factory=set)
     plan_book: PlanBook = field(default_factory=PlanBook)  # departure plans: tariff, forecasts, the last planning
     plans_ended: list[str] = field(default_factory=list)  # plans that were for one departure only and are done
+    #: The last round's charge points: a round merges again only the EVSEs and cars whose state or settings changed.
+    merged: MergeCache = field(default_factory=MergeCache)
 
     def __post_init__(self) -> None:
         allocator = self.config.allocator
@@ -374,7 +376,12 @@ class Engine:
             own_priority = overrides.vehicle_priority(vin)
             vehicle_settings[vin] = VehicleSettings(priority=own_priority if own_priority is not None else configured)
         points = merge(
-            self._evses_seen(), self.vehicles.values(), evse_settings, vehicle_settings, self.authorization()
+            self._evses_seen(),
+            self.vehicles.values(),
+            evse_settings,
+            vehicle_settings,
+            self.authorization(),
+            cache=self.merged,
         )
         windows = self.schedules()
         if windows:

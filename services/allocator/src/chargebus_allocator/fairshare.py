@@ -97,18 +97,45 @@ def quantise(
         still = []
         for index in candidates:
             demand = demands[index]
-            after = result[index] + demand.step_w
+            step_w = demand.step_w
+            before = result[index]
+            after = before + step_w
             # Budget and headroom only shrink and an allocation only grows, so a refusal is final.
-            if after > demand.max_w + _EPS_W or total + demand.step_w > budget_w + _EPS_W:
+            if after > demand.max_w + _EPS_W or total + step_w > budget_w + _EPS_W:
                 continue
-            if not _fits(demand.footprint, result[index], after, used, free_a):
+            if not _raise_if_fits(demand.footprint, before, after, used, free_a):
                 continue
-            _add_load(demand.footprint, result[index], after, used)
-            total += demand.step_w
+            total += step_w
             result[index] = after
             still.append(index)
         candidates = still
     return result
+
+
+def _raise_if_fits(
+    footprint: Footprint, before_w: float, after_w: float, used: list[float], free_a: Sequence[float]
+) -> bool:
+    """Whether the charge point may draw `after_w` instead of `before_w` in every slot's room; if so, `used` gets the
+    difference (as `_add_load` would add it). One call per step quantising tries."""
+    steady, late = footprint.steady, footprint.late
+    rise = after_w - before_w
+    for slot, per_w in steady:
+        if used[slot] + per_w * rise > free_a[slot] + _EPS_A:
+            return False
+    if late:
+        above = footprint.above_w
+        extra = max(0.0, after_w - above) - max(0.0, before_w - above)
+        for slot, per_w in late:
+            if used[slot] + per_w * extra > free_a[slot] + _EPS_A:
+                return False
+        for slot, per_w in steady:
+            used[slot] += per_w * rise
+        for slot, per_w in late:
+            used[slot] += per_w * extra
+        return True
+    for slot, per_w in steady:
+        used[slot] += per_w * rise
+    return True
 
 
 def _usage(demands: Sequence[Demand], powers: Sequence[float], slots: int) -> list[float]:
@@ -132,18 +159,10 @@ def _add_load(footprint: Footprint, before_w: float, after_w: float, used: list[
         used[slot] += per_w * (max(0.0, after_w - above) - max(0.0, before_w - above))
 
 
-def _fits(footprint: Footprint, before_w: float, after_w: float, used: list[float], free_a: Sequence[float]) -> bool:
-    for slot, per_w in footprint.steady:
-        if used[slot] + per_w * (after_w - before_w) > free_a[slot] + _EPS_A:
-            return False
-    above = footprint.above_w
-    extra = max(0.0, after_w - above) - max(0.0, before_w - above)
-    return all(used[slot] + per_w * extra <= free_a[slot] + _EPS_A for slot, per_w in footprint.late)
-
-
 class _WaterLevel:
     """Progressive filling. Slot usage and the total are kept as (value at a reference level, rate) so that only
-    the slots a joining or freezing charge point touches are updated at each event."""
+    the slots a joining or freezing charge point touches are updated at each event. Joining and freezing are the
+    per-charge-point steps, written out in place: at 1 000 charge points their call overhead was most of the cost."""
 
     def __init__(self, demands: Sequence[Demand], budget_w: float, free_a: Sequence[float]) -> None:
         self.demands = demands
@@ -179,13 +198,16 @@ class _WaterLevel:
 
     def run(self) -> list[Share]:
         demands = self.demands
+        rising = []
         for i, demand in enumerate(demands):
             if demand.max_w <= demand.min_w + _EPS_W:
                 self.shares[i] = Share(demand.min_w, "max")
             else:
-                self.pending.append(i)
-        self.pending.sort(key=lambda i: (demands[i].min_w, i))
-        self.by_max = sorted(self.pending, key=lambda i: (demands[i].max_w, i))
+                rising.append(i)
+        # Stable sorts of a list in index order: ties stay by index, as (value, index) keys would have them.
+        self.by_max = sorted(rising, key=[demand.max_w for demand in demands].__getitem__)
+        rising.sort(key=self.power.__getitem__)  # the minimums, as nobody has risen yet
+        self.pending = rising
         while True:
             target = self._next_event()
             if target == math.inf:
@@ -220,24 +242,27 @@ class _WaterLevel:
         level = self.level + _EPS_W
         demands = self.demands
         by_max, position = self.by_max, self.next_max
+        active = self.active
         while position < len(by_max) and demands[by_max[position]].max_w <= level:
             i = by_max[position]
-            if i in self.active:
+            if i in active:
                 # Within a hair of its maximum: freeze at the level, so the total never passes the budget.
                 self._freeze(i, Share(min(demands[i].max_w, self.level), "max"))
             position += 1
         self._fill_slots()
-        if self.active and self._total() >= self.budget_w - _EPS_W:
-            for i in sorted(self.active):
-                self._freeze(i, Share(self.level, "budget"))
+        if active and self._total() >= self.budget_w - _EPS_W:
+            share = Share(self.level, "budget")
+            for i in sorted(active):
+                self._freeze(i, share)
             self._apply_rates()
             return False
         while self.late_heap and self.late_heap[0][0] <= level:
             _, i = heapq.heappop(self.late_heap)
-            if i in self.active:
+            if i in active:
                 self._count_late(i)
-        while self.next_join < len(self.pending) and demands[self.pending[self.next_join]].min_w <= level:
-            self._join(self.pending[self.next_join])
+        pending, join = self.pending, self._join
+        while self.next_join < len(pending) and demands[pending[self.next_join]].min_w <= level:
+            join(pending[self.next_join])
             self.next_join += 1
         return True
 
@@ -257,30 +282,38 @@ class _WaterLevel:
         return math.inf
 
     def _fill_slots(self) -> None:
+        active, freeze = self.active, self._freeze
         while self.slot_heap and self._next_full_slot() <= self.level + _EPS_W:
             _, _, slot = heapq.heappop(self.slot_heap)
             self.full[slot] = True
+            share = Share(self.level, "circuit", slot)
             for i in self.members[slot]:
-                if i in self.active:
-                    self._freeze(i, Share(self.level, "circuit", slot))
+                if i in active:
+                    freeze(i, share)
 
     def _join(self, i: int) -> None:
         demand = self.demands[i]
         footprint = demand.footprint
-        blocked = self._full_slot(footprint.steady)
-        if blocked is None and footprint.late and demand.min_w >= footprint.above_w:
-            blocked = self._full_slot(footprint.late)
-        if blocked is not None:
-            self.shares[i] = Share(demand.min_w, "circuit", blocked)
-            return
-        self.total = self._total()
-        self.total_at = self.level
-        self.active.add(i)
-        self._start(i, footprint.steady)
-        if footprint.late:
-            if demand.min_w >= footprint.above_w:
+        full = self.full
+        steady, late = footprint.steady, footprint.late
+        late_now = bool(late) and demand.min_w >= footprint.above_w
+        for slot, _ in (*steady, *late) if late_now else steady:
+            if full[slot]:
+                self.shares[i] = Share(demand.min_w, "circuit", slot)
+                return
+        active, level = self.active, self.level
+        self.total += len(active) * (level - self.total_at)
+        self.total_at = level
+        active.add(i)
+        members, counting, delta = self.members, self.counting, self.delta
+        for slot, per_w in steady:
+            members[slot].append(i)
+            counting[slot] += 1
+            delta[slot] = delta.get(slot, 0.0) + per_w
+        if late:
+            if late_now:
                 self.counting_late[i] = True
-                self._start(i, footprint.late)
+                self._start(i, late)
             else:
                 heapq.heappush(self.late_heap, (footprint.above_w, i))
 
@@ -294,13 +327,17 @@ class _WaterLevel:
         self._start(i, late)
 
     def _freeze(self, i: int, share: Share) -> None:
-        self.total = self._total()
-        self.total_at = self.level
-        self.active.discard(i)
+        active, level = self.active, self.level
+        self.total += len(active) * (level - self.total_at)
+        self.total_at = level
+        active.discard(i)
         self.power[i] = share.power_w
         self.shares[i] = share
+        counting, delta = self.counting, self.delta
         footprint = self.demands[i].footprint
-        self._stop(footprint.steady)
+        for slot, per_w in footprint.steady:
+            counting[slot] -= 1
+            delta[slot] = delta.get(slot, 0.0) - per_w
         if self.counting_late[i]:
             self._stop(footprint.late)
 

@@ -9,11 +9,12 @@ the car's own maximum request. A car away from home or unplugged is not a charge
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from chargebus.schema import EvseState, Mode, VehicleState
+from chargebus.schema import EvseState, Mode, VehicleState, evse_id_name
 from chargebus.units import split_phase_voltage
 
 from chargebus_allocator.model import ChargePoint, Wiring
@@ -60,14 +61,66 @@ class Authorization:
         return True
 
 
+#: Per group of EVSE ids: its states and car, the rest of what its charge point was built from, and the point.
+_Kept = tuple[tuple[object, ...], tuple[object, ...], ChargePoint]
+
+
+class MergeCache:
+    """The charge points of the previous merge, per group of EVSEs, for `merge(..., cache=)`: a group whose EVSE
+    states and car are the same objects as then, with equal settings, is the same charge point, and is not built
+    again. The engine keeps a state object until a message changes it, so a round re-merges only what changed."""
+
+    def __init__(self) -> None:
+        self._points: dict[tuple[str, ...], _Kept] = {}
+
+    def charge_point(
+        self,
+        group: list[EvseState],
+        *,
+        cars: Mapping[str, VehicleState],
+        settings: Mapping[str, EvseSettings],
+        per_vehicle: Mapping[str, VehicleSettings],
+        auth: Authorization,
+        kept: dict[tuple[str, ...], _Kept],
+    ) -> ChargePoint:
+        """`_charge_point(...)`, from the cache when none of what it reads has changed; `kept` collects this merge's
+        entries (the cache then holds only the latest merge's groups)."""
+        ids = tuple([evse.evse_id for evse in group])
+        vin = _group_vin(group)
+        # Everything `_charge_point` reads: the states and the car (by identity: pydantic models compare slowly),
+        # the settings of the group's EVSEs and car, and whether the car is authorised.
+        states = (*group, cars.get(vin) if vin is not None else None)
+        rest = (
+            tuple([settings.get(evse_id) for evse_id in ids]),
+            per_vehicle.get(vin) if vin is not None else None,
+            auth.allows(vin),
+        )
+        entry = self._points.get(ids)
+        if entry is not None and entry[1] == rest and _same_objects(entry[0], states):
+            point = entry[2]
+        else:
+            point = _charge_point(group, cars, settings, per_vehicle, auth)
+        kept[ids] = (states, rest, point)
+        return point
+
+    def replace(self, kept: dict[tuple[str, ...], _Kept]) -> None:
+        self._points = kept
+
+
+def _same_objects(old: tuple[object, ...], new: tuple[object, ...]) -> bool:
+    return len(old) == len(new) and all(map(operator.is_, old, new))
+
+
 def merge(
     evses: Iterable[EvseState],
     vehicles: Iterable[VehicleState] = (),
     evse_settings: Mapping[str, EvseSettings] | None = None,
     vehicle_settings: Mapping[str, VehicleSettings] | None = None,
     authorization: Authorization | None = None,
+    *,
+    cache: MergeCache | None = None,
 ) -> tuple[ChargePoint, ...]:
-    """Every charge point, sorted by id."""
+    """Every charge point, sorted by id. With a `cache`, groups unchanged since its last merge are not rebuilt."""
     cars = {vehicle.vin: vehicle for vehicle in vehicles}
     settings = evse_settings or {}
     per_vehicle = vehicle_settings or {}
@@ -77,7 +130,7 @@ def merge(
     car_evses: dict[str, EvseState] = {}
     for evse in sorted(evses, key=lambda e: e.evse_id):
         if evse.kind == "vehicle":
-            vin = evse.evse_id.removeprefix("car-")
+            vin = evse_id_name(evse.evse_id)
             if _car_is_here(evse, cars.get(vin)):
                 car_evses[vin] = evse
         elif evse.vin is not None:
@@ -91,7 +144,15 @@ def merge(
         groups.append([winner, car_evses.pop(vin)] if vin in car_evses else [winner])
         groups.extend([evse.model_copy(update={"vin": None})] for evse in others)
     groups.extend([car] for car in car_evses.values())
-    points = [_charge_point(group, cars, settings, per_vehicle, auth) for group in groups]
+    if cache is None:
+        points = [_charge_point(group, cars, settings, per_vehicle, auth) for group in groups]
+    else:
+        kept: dict[tuple[str, ...], _Kept] = {}
+        points = [
+            cache.charge_point(group, cars=cars, settings=settings, per_vehicle=per_vehicle, auth=auth, kept=kept)
+            for group in groups
+        ]
+        cache.replace(kept)
     return tuple(sorted(points, key=lambda point: point.id))
 
 
@@ -124,9 +185,7 @@ def _charge_point(
     wall = next((evse for evse in group if evse.kind != "vehicle"), None)
     car_evse = next((evse for evse in group if evse.kind == "vehicle"), None)
     primary = controller or wall or group[0]
-    vin = next((evse.vin for evse in group if evse.vin is not None), None)
-    if vin is None and car_evse is not None:
-        vin = car_evse.evse_id.removeprefix("car-")
+    vin = _group_vin(group)
     vehicle = cars.get(vin) if vin is not None else None
     phases, voltage_v = _basis(primary, car_evse, vehicle)
     reference = controller or primary
@@ -177,6 +236,16 @@ def _charge_point(
         soc_pct=vehicle.soc_pct if vehicle is not None else None,
         charge_limit_pct=vehicle.charge_limit_pct if vehicle is not None else None,
     )
+
+
+def _group_vin(group: list[EvseState]) -> str | None:
+    """The car's VIN: a wall EVSE's, else its own EVSE's id."""
+    vin = next((evse.vin for evse in group if evse.vin is not None), None)
+    if vin is None:
+        car_evse = next((evse for evse in group if evse.kind == "vehicle"), None)
+        if car_evse is not None:
+            vin = evse_id_name(car_evse.evse_id)
+    return vin
 
 
 def _basis(primary: EvseState, car_evse: EvseState | None, vehicle: VehicleState | None) -> tuple[int, float]:
