@@ -301,7 +301,7 @@ VALUE_RULES: dict[str, Callable[[Any], bool]] = {
     "priority": lambda v: _is_default(v) or _in_range(v, -1000, 1000),
     "charge_now": _charge_now_ok,
     "max_current_twc": lambda v: _is_default(v) or _in_range(v, 0, 32),  # [twc] wiring_max_amps = 32 in the test
-    "max_current_car": lambda v: _is_default(v) or _in_range(v, 0, 48),  # README: min_amps…48 or default
+    "max_current_car": lambda v: _is_default(v) or _in_range(v, 0, 48),  # README: 0, min_amps…48 or default
     "charge_limit": lambda v: _in_range(v, 50, 100),
     "schedules": _schedules_ok,
     "schedules_enabled": _switch_ok,

@@ -269,3 +269,12 @@ def test_property_throttle_limits_and_immediate_stops(
             assert car.request_a <= target.amps  # never started above the setpoint
     gaps = [later - earlier for earlier, later in itertools.pairwise(amps_changes)]
     assert all(gap >= INTERVAL for gap in gaps)
+
+
+def test_a_max_current_of_0_turns_any_setpoint_into_a_stop() -> None:
+    """`max_current/set 0` caps the car at 0 A: whatever the allocator asks, the bridge offers 0 (a stop)."""
+    target = target_from_setpoint(
+        power_w=7000.0, charge=True, setpoint_phases=1, setpoint_voltage_v=230.0,
+        car_phases=1, car_voltage_v=230.0, min_amps=5, max_amps=0,
+    )  # fmt: skip
+    assert target.amps == 0

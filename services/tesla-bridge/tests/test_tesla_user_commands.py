@@ -26,11 +26,14 @@ def test_charge_limit_refuses_the_rest(value: Any) -> None:
         charge_limit_percent(value)
 
 
-def test_max_current_range_and_default() -> None:
+def test_max_current_range_and_default_as_at_every_bridge() -> None:
     assert max_current_amps(16, 5, 48) == 16
+    assert max_current_amps(16.0, 5, 48) == 16
+    assert max_current_amps(0, 5, 48) == 0  # stops the car, as 0 stops a TWC or an OCPP charger
     assert max_current_amps("default", 5, 48) is None
-    for bad in (4, 49, "16", 10.5, False):
-        with pytest.raises(ValueError, match="max current"):
+    assert max_current_amps(" Default ", 5, 48) is None
+    for bad in (4, 49, "16", 10.5, False, -1, float("inf")):
+        with pytest.raises(ValueError, match="max_current"):
             max_current_amps(bad, 5, 48)
 
 

@@ -33,7 +33,7 @@ class Overrides:
             self.max_current = {
                 str(vin): amps
                 for vin, amps in stored.items()
-                if isinstance(amps, int) and not isinstance(amps, bool) and amps > 0
+                if isinstance(amps, int) and not isinstance(amps, bool) and amps >= 0
             }
 
     def set_max_current(self, vin: str, amps: int | None) -> None:

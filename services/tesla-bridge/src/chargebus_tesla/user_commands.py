@@ -3,7 +3,7 @@
 `<p>/vehicle/<vin>/charge_limit/set` takes a whole percent 50–100 (Tesla's own bounds); the value is billed, so a
 wrong one is refused here without a call. `<p>/vehicle/<vin>/refresh/set` takes any payload and costs one data
 call, so it is allowed once per `REFRESH_MIN_INTERVAL_S` per car; `<p>/evse/car-<VIN>/max_current/set` takes whole
-amps between `[tesla] min_amps` and the largest current a Tesla requests, or `default`.
+amps — 0 (the car stops), or `[tesla] min_amps` up to the largest current a Tesla requests — or `default`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from chargebus.clock import iso_utc
+from chargebus.max_current import parse_max_current
 
 CHARGE_LIMIT_MIN_PCT = 50
 CHARGE_LIMIT_MAX_PCT = 100
@@ -36,13 +37,11 @@ def charge_limit_percent(value: Any) -> int:
 
 
 def max_current_amps(value: Any, min_amps: int, max_amps: int) -> int | None:
-    """The amps of a max_current command, or None for `default` (the override is cleared)."""
-    if value == DEFAULT:
-        return None
-    amps = _whole_number(value, "max current")
-    if not min_amps <= amps <= max_amps:
-        raise ValueError(f"max current {amps} A is out of range {min_amps}..{max_amps} A (or 'default')")
-    return amps
+    """The amps of a car's max_current command, or None for `default` (the override is cleared): the same rule as
+    every bridge's (`chargebus.max_current`), 0 stopping the car."""
+    return parse_max_current(
+        value, max_amps=max_amps, min_amps=min_amps, limit_name="the largest current a Tesla requests"
+    )
 
 
 class RefreshLimiter:
