@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+from typing import get_args
+
 import pytest
-from chargebus.topics import SERVICES, SPECS, TOPICS, Topics, topic_table
+from chargebus.topics import SERVICES, SPECS, TOPICS, TopicKey, Topics, topic_table
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -22,7 +24,7 @@ def test_contract_table_is_complete() -> None:
 
 
 @given(st.sampled_from(list(SPECS)), ids, st.sampled_from(SERVICES))
-def test_build_then_parse_round_trips(key: str, ident: str, service: str) -> None:
+def test_build_then_parse_round_trips(key: TopicKey, ident: str, service: str) -> None:
     topics = Topics("home/ev")
     spec = SPECS[key]
     values = {"evse_id": ident, "vin": ident, "meter": ident, "service": service, "subject_id": ident}
@@ -70,3 +72,7 @@ def test_each_evse_id_has_one_owning_bridge() -> None:
     assert owning_bridge("ocpp-garage") == "ocpp-bridge"
     assert owning_bridge("ocpp-garage-2") == "ocpp-bridge"
     assert owning_bridge("garage-door") == "twc-bridge"  # no EVSE kind: one service still answers (docs/contract.md §3)
+
+
+def test_the_topic_key_type_lists_every_key_of_the_table() -> None:
+    assert get_args(TopicKey) == tuple(spec.key for spec in TOPICS)

@@ -33,11 +33,45 @@ def owning_bridge(evse_id: str) -> str:
 DEFAULT_PREFIX = "chargebus"
 
 Direction = Literal["in", "out", "in/out"]
+#: Every spec's key, so that mypy catches a misspelt one at `Topics.build` / `Topics.filter` (a test keeps this in
+#: step with `TOPICS`).
+TopicKey = Literal[
+    "evse_state",
+    "evse_setpoint",
+    "vehicle_state",
+    "power",
+    "allocator_state",
+    "allocator_mode_set",
+    "allocator_schedules_set",
+    "allocator_schedules_enabled_set",
+    "allocator_vins_set",
+    "allocator_charge_now_set",
+    "allocator_grid_limit_set",
+    "allocator_battery_hold",
+    "tariff_grid",
+    "tariff_feedin",
+    "forecast_solar",
+    "forecast_co2",
+    "forecast_state",
+    "vehicle_plan_set",
+    "evse_plan_set",
+    "evse_mode_set",
+    "evse_priority_set",
+    "evse_max_current_set",
+    "vehicle_priority_set",
+    "vehicle_charge_limit_set",
+    "vehicle_refresh_set",
+    "tesla_usage",
+    "history_request",
+    "history_energy",
+    "status",
+    "error",
+]
 
 
 @dataclass(frozen=True, slots=True)
 class TopicSpec:
-    key: str
+    key: TopicKey
     pattern: str  # below the prefix, with {evse_id} / {vin} / {meter} / {service} / {subject_id} placeholders
     direction: Direction
     retained: bool = dataclasses.field(kw_only=True)
@@ -234,7 +268,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("status", "{service}/status", "out", retained=True, payload="online / offline", who="every service"),
     TopicSpec("error", "{service}/error", "out", retained=False, payload="ErrorEvent", who="every service"),
 )
-SPECS: dict[str, TopicSpec] = {spec.key: spec for spec in TOPICS}
+SPECS: dict[TopicKey, TopicSpec] = {spec.key: spec for spec in TOPICS}
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 _SEGMENT = r"([^/#+]+)"
@@ -254,7 +288,7 @@ class ParsedTopic:
     ids: dict[str, str]
 
     @property
-    def key(self) -> str:
+    def key(self) -> TopicKey:
         return self.spec.key
 
 
@@ -271,14 +305,14 @@ class Topics:
     def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
         self.prefix = validate_prefix(prefix)
 
-    def build(self, key: str, **ids: str) -> str:
+    def build(self, key: TopicKey, **ids: str) -> str:
         """The concrete topic of spec `key`; ids must not contain `/`, `+`, `#` (they would change the level)."""
         for name, value in ids.items():
             if not value or any(c in value for c in "/#+\0"):
                 raise ValueError(f"invalid {name} {value!r} for a topic level")
         return f"{self.prefix}/{SPECS[key].pattern.format(**ids)}"
 
-    def filter(self, key: str) -> str:
+    def filter(self, key: TopicKey) -> str:
         """The subscription filter of spec `key`, with `+` for every id."""
         return f"{self.prefix}/{_PLACEHOLDER.sub('+', SPECS[key].pattern)}"
 

@@ -21,6 +21,7 @@ from chargebus.ha import Discovery
 from chargebus.mqtt import Incoming, Service
 from chargebus.schema import CommandEnvelope, PayloadError, decode_json, parse_command, transaction_in, transaction_of
 from chargebus.statefile import read_json_if_present, write_json
+from chargebus.topics import TopicKey
 
 from chargebus_allocator import commands, overrides, plans, schedules, statefile
 from chargebus_allocator.discovery import Features, HaSync
@@ -30,7 +31,7 @@ log = logging.getLogger("chargebus.allocator")
 
 SERVICE = "allocator"
 #: The retained inputs of departure planning (docs/planning.md).
-OUTLOOK_TOPICS = ("tariff_grid", "tariff_feedin", "forecast_solar", "forecast_co2")
+OUTLOOK_TOPICS: tuple[TopicKey, ...] = ("tariff_grid", "tariff_feedin", "forecast_solar", "forecast_co2")
 #: Rounds are at least this far apart (real time): messages arriving meanwhile are taken together.
 MIN_GAP_S = 0.005
 #: After connecting, wait this long (simulated time) for retained states and meters before the first round.

@@ -23,6 +23,7 @@ from chargebus.ha import Discovery, Entity, availability, device, entity
 from chargebus.mqtt import Service
 from chargebus.runner import ServiceEntry
 from chargebus.schema import ForecastState, SolarForecast, Tariff, to_json
+from chargebus.topics import TopicKey
 
 from chargebus_forecast.health import SourceHealth
 from chargebus_forecast.providers import SessionFactory, default_session, fetch
@@ -97,13 +98,13 @@ class ForecastRuntime:
 
     # -- fetching -------------------------------------------------------------------------------------------------
 
-    async def source_loop(self, key: str) -> None:
+    async def source_loop(self, key: TopicKey) -> None:
         while True:
             delay = await self.refresh(key)
             log.info(f"service=forecast event=next_fetch topic={self.topics.build(key)} in_s={delay:g}")
             await self.service.clock.sleep(delay)
 
-    async def refresh(self, key: str) -> float:
+    async def refresh(self, key: TopicKey) -> float:
         """Fetch and publish one source; the seconds until its next fetch."""
         config = self.sources[key]
         topic = self.topics.build(key)

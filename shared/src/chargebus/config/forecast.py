@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from chargebus.config.common import HHMM_PATTERN, OptionalPath, OptionalStr, Section, Timezone
+from chargebus.topics import TopicKey
 
 #: What a tariff or forecast source may be (docs/contract.md §10.2); the ones the forecast service cannot fetch yet
 #: are refused at load time, so a config naming one never starts a service that publishes nothing.
@@ -179,7 +180,11 @@ class ForecastConfig(Section):
         return self
 
     @property
-    def sources(self) -> dict[str, SourceConfig]:
+    def sources(self) -> dict[TopicKey, SourceConfig]:
         """What is configured, by topic key (`tariff_grid`, `tariff_feedin`, `forecast_solar`)."""
-        found = {"tariff_grid": self.grid_tariff, "tariff_feedin": self.feedin_tariff, "forecast_solar": self.solar}
+        found: dict[TopicKey, SourceConfig | None] = {
+            "tariff_grid": self.grid_tariff,
+            "tariff_feedin": self.feedin_tariff,
+            "forecast_solar": self.solar,
+        }
         return {key: source for key, source in found.items() if source is not None}
