@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from chargebus_tesla.gen3 import parse_lifetime, parse_version, parse_vitals
-from chargebus_tesla.gen3_api import Gen3FormatError, Lifetime, Version, Vitals
+from chargebus_tesla.gen3.api import Gen3FormatError, Lifetime, Version, Vitals
 
 #: A North-American unit charging at 47 A, as it answers `/api/1/vitals` (field names as real units send them).
 US_CHARGING: dict[str, Any] = {

@@ -9,8 +9,8 @@ import pytest
 from chargebus.schema import EvseState, VehicleState, parse_payload, to_json
 from chargebus_sim.gen3 import Gen3Sim
 from chargebus_tesla.gen3 import build_evse_state, parse_version, parse_vitals
-from chargebus_tesla.gen3_api import Lifetime, Vitals
-from chargebus_tesla.gen3_state import (
+from chargebus_tesla.gen3.api import Lifetime, Vitals
+from chargebus_tesla.gen3.state import (
     DEFAULT_MAX_AMPS,
     UnitTracker,
     base_url,

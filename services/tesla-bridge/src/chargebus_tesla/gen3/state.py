@@ -22,7 +22,7 @@ from typing import Any
 
 from chargebus.schema import EvseState, VehicleState, make_evse_id
 
-from chargebus_tesla.gen3_api import Lifetime, Version, Vitals
+from chargebus_tesla.gen3.api import Lifetime, Version, Vitals
 
 #: A phase current above this is a load; below it is measurement noise (idle units read 0.1–0.4 A).
 ACTIVE_CURRENT_A = 1.0

@@ -2,8 +2,8 @@
 
 Entry point: `register_wall_connectors(service, config)` adds one supervised poller task per unit and subscribes to
 the retained VehicleState of every car whose `wall_connector` names that unit (docs/contract.md §7: the unit carries the
-car's VIN while the car reports being plugged in at home). Decisions live in `gen3_state` (pure); this module only
-moves bytes: HTTP in, MQTT out.
+car's VIN while the car reports being plugged in at home). Decisions live in `gen3.state` (pure), the API's
+shapes in `gen3.api` (pure); this module only moves bytes: HTTP in, MQTT out.
 
 Per unit: `GET /api/1/vitals` every `POLL_S`, `/api/1/lifetime` every `LIFETIME_S`, `/api/1/version` until it
 answered once. The state `<p>/evse/twc3-<name>/state` is published retained on change and at least every
@@ -25,7 +25,7 @@ from chargebus.config import TeslaBridgeConfig, WallConnectorConfig
 from chargebus.mqtt import Incoming, MessageHandler, Service
 from chargebus.schema import VehicleState, parse_payload
 
-from chargebus_tesla.gen3_api import (
+from chargebus_tesla.gen3.api import (
     LIFETIME_PATH,
     VERSION_PATH,
     VITALS_PATH,
@@ -37,7 +37,7 @@ from chargebus_tesla.gen3_api import (
     parse_version,
     parse_vitals,
 )
-from chargebus_tesla.gen3_state import (
+from chargebus_tesla.gen3.state import (
     OFFLINE_AFTER_FAILURES,
     REPUBLISH_S,
     UnitTracker,

@@ -1,0 +1,39 @@
+"""Gen3 Wall Connectors over their local HTTP API (read-only `twc3-<name>` EVSEs).
+
+`api` parses the local API's answers (pure), `state` decides what to publish (pure), `poller` moves bytes: HTTP in,
+MQTT out. `register_wall_connectors(service, config)` is the entry point the tesla-bridge calls.
+"""
+
+from chargebus_tesla.gen3.poller import (
+    HTTP_TIMEOUT_S,
+    LIFETIME_S,
+    OFFLINE_AFTER_FAILURES,
+    POLL_S,
+    REPUBLISH_S,
+    Lifetime,
+    Version,
+    Vitals,
+    WallConnectorPoller,
+    build_evse_state,
+    parse_lifetime,
+    parse_version,
+    parse_vitals,
+    register_wall_connectors,
+)
+
+__all__ = [
+    "HTTP_TIMEOUT_S",
+    "LIFETIME_S",
+    "OFFLINE_AFTER_FAILURES",
+    "POLL_S",
+    "REPUBLISH_S",
+    "Lifetime",
+    "Version",
+    "Vitals",
+    "WallConnectorPoller",
+    "build_evse_state",
+    "parse_lifetime",
+    "parse_version",
+    "parse_vitals",
+    "register_wall_connectors",
+]
