@@ -10,13 +10,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from chargebus.config import WEEKDAYS, ScheduleConfig
+from chargebus.zones import resolve_timezone
 from chargebus_allocator.schedules import (
     MAX_SCHEDULES,
     active_windows,
     local_to_epoch,
     next_change,
     parse_schedules,
-    resolve_timezone,
     schedule_cap_w,
     with_schedule_caps,
 )

@@ -7,10 +7,9 @@ from pathlib import Path
 from zoneinfo import TZPATH, ZoneInfo
 
 import pytest
-from chargebus_history import timezones
+from chargebus.zones import resolve_timezone
 from chargebus_history.energy import energy_by_local_day, local_days, local_midnight
 from chargebus_history.reconstruct import Segment
-from chargebus_history.timezones import resolve_timezone
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -77,8 +76,7 @@ def test_resolve_timezone_by_name_and_env(monkeypatch: pytest.MonkeyPatch, tmp_p
     with pytest.raises(ValueError, match="Mars/Olympus"):
         resolve_timezone("Mars/Olympus")
     assert resolve_timezone("", environ={"TZ": ":America/New_York"}) == ZoneInfo("America/New_York")
-    monkeypatch.setattr(timezones, "_LOCALTIME", tmp_path / "missing")
-    assert resolve_timezone("", environ={}) == ZoneInfo("UTC")
+    assert resolve_timezone("", environ={}, localtime=tmp_path / "missing") == ZoneInfo("UTC")
 
 
 def test_the_system_zone_is_found_by_its_iana_name(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -92,10 +90,10 @@ def test_the_system_zone_is_found_by_its_iana_name(monkeypatch: pytest.MonkeyPat
     (zone_dir / "Berlin").write_bytes(system_file.read_bytes())
     link = tmp_path / "localtime"
     link.symlink_to(zone_dir / "Berlin")
-    monkeypatch.setattr(timezones, "_LOCALTIME", link)
-    assert resolve_timezone("", environ={"TZ": "CET-1CEST"}) == BERLIN  # a POSIX TZ string is no IANA key
+    assert (
+        resolve_timezone("", environ={"TZ": "CET-1CEST"}, localtime=link) == BERLIN
+    )  # a POSIX TZ string is no IANA key
     copy = tmp_path / "copied-localtime"  # some systems copy the file instead of linking it
     copy.write_bytes(system_file.read_bytes())
-    monkeypatch.setattr(timezones, "_LOCALTIME", copy)
-    copied = resolve_timezone("", environ={})
+    copied = resolve_timezone("", environ={}, localtime=copy)
     assert datetime(2026, 7, 1, tzinfo=copied).utcoffset() == datetime(2026, 7, 1, tzinfo=BERLIN).utcoffset()

@@ -229,12 +229,17 @@ def stored_plan(value: Any) -> StoredPlan:
         if request.repeat is None:
             raise ValueError("a plan that does not repeat needs its deadline")
         return StoredPlan(request, None)
-    if not isinstance(deadline, str):
-        raise ValueError("a plan's deadline is an ISO 8601 time")  # noqa: TRY004
+    return StoredPlan(request, stored_time(deadline, "a plan's deadline"))
+
+
+def stored_time(value: Any, what: str) -> float:
+    """An ISO 8601 time with its offset, as the state file keeps end times and deadlines, in epoch seconds."""
+    if not isinstance(value, str):
+        raise ValueError(f"{what} is an ISO 8601 time, got {_show(value)}")  # noqa: TRY004 - an input error
     try:
-        moment = datetime.fromisoformat(deadline)
+        moment = datetime.fromisoformat(value)
     except ValueError:
-        raise ValueError(f"invalid deadline {deadline!r}") from None
+        raise ValueError(f"{what}: invalid time {value!r}") from None
     if moment.tzinfo is None:
-        raise ValueError(f"deadline {deadline!r} has no time zone")
-    return StoredPlan(request, moment.timestamp())
+        raise ValueError(f"{what}: time {value!r} has no time zone")
+    return moment.timestamp()

@@ -42,6 +42,7 @@ from chargebus.schema import (
     parse_payload,
 )
 from chargebus.topics import BRIDGES, Topics, owning_bridge
+from chargebus.zones import resolve_timezone
 
 from chargebus_allocator import budget, report, schedules, site
 from chargebus_allocator.allocate import allocate
@@ -154,7 +155,7 @@ class Engine:
 
     def __post_init__(self) -> None:
         allocator = self.config.allocator
-        self.timezone = schedules.resolve_timezone(allocator.timezone)
+        self.timezone = resolve_timezone(allocator.timezone)
         self.house = HouseMeters.from_config(allocator, generation_is_export=allocator.generation_is_export)
         names = list(self.house.meter_names)
         names += [name for name in (allocator.battery_meter, allocator.battery_soc_meter) if name]

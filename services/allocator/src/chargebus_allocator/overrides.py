@@ -225,15 +225,7 @@ _CHECKS: dict[str, Callable[[Any], Value | None]] = {
 
 
 def _timer_end(value: Any) -> float:
-    if not isinstance(value, str):
-        raise ValueError("a charge-now override's value is its end time (ISO 8601)")  # noqa: TRY004 - input error
-    try:
-        end = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"invalid end time {value!r}") from None
-    if end.tzinfo is None:
-        raise ValueError(f"end time {value!r} has no time zone")
-    return end.timestamp()
+    return commands.stored_time(value, "a charge-now override's end time")
 
 
 def _is_timer(key: str) -> bool:

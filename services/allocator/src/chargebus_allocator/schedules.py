@@ -17,13 +17,11 @@ Pure: time comes in as epoch seconds and the zone as a `ZoneInfo`; nothing here 
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
-from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from chargebus.config import WEEKDAYS, ScheduleConfig
 from pydantic import TypeAdapter, ValidationError
@@ -43,31 +41,6 @@ class Occurrence:
     schedule: ScheduleConfig
     start: float
     end: float
-
-
-def resolve_timezone(
-    name: str,
-    *,
-    environ: Mapping[str, str] | None = None,
-    localtime: Path = Path("/etc/localtime"),
-) -> ZoneInfo:
-    """`[allocator] timezone`: an IANA name, or "" for the system's zone ($TZ, else /etc/localtime, else UTC).
-
-    A named zone is checked when the config loads, so an unknown name here raises `ZoneInfoNotFoundError`.
-    """
-    if name:
-        return ZoneInfo(name)
-    env = os.environ if environ is None else environ
-    if tz_name := env.get("TZ", "").removeprefix(":"):
-        try:
-            return ZoneInfo(tz_name)
-        except (ZoneInfoNotFoundError, ValueError):
-            pass  # a POSIX rule or a path: fall back to the system file
-    try:
-        with localtime.open("rb") as file:
-            return ZoneInfo.from_file(file, key="localtime")
-    except (OSError, ValueError):
-        return ZoneInfo("UTC")
 
 
 def local_to_epoch(day: date, at: time, tz: ZoneInfo) -> float:

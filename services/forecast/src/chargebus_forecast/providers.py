@@ -66,7 +66,7 @@ def fixed_tariff(config: FixedTariffConfig, now: datetime) -> Tariff:
 
 
 def _system_zone() -> ZoneInfo:
-    from chargebus_forecast.zones import system_zone  # noqa: PLC0415 - read only when no zone is configured
+    from chargebus.zones import system_zone  # noqa: PLC0415 - read only when no zone is configured
 
     return system_zone()
 

@@ -4,11 +4,12 @@ The names below are what the service runtime needs; the rules live in the module
 (`reconstruct`, `merge`, `sessions`, `energy`, `dedup`).
 """
 
+from chargebus.zones import resolve_timezone
+
 from chargebus_history.dedup import ChangeFilter
 from chargebus_history.queries import EvseTarget, Target, VehicleTarget, energy_query, power_query, sessions_query
 from chargebus_history.records import EvseRecord, MeterRecord, Record, VehicleRecord
 from chargebus_history.store import HistoryStore, retention_cutoff
-from chargebus_history.timezones import resolve_timezone
 
 __all__ = [
     "ChangeFilter",

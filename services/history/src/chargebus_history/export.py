@@ -29,12 +29,12 @@ from typing import Any
 from chargebus.clock import iso_utc
 from chargebus.config import ConfigError, HistoryServiceConfig, load_config
 from chargebus.schema import EVSE_ID_PATTERN, VIN_PATTERN
+from chargebus.zones import resolve_timezone
 
 from chargebus_history.answering import chunked_energy
 from chargebus_history.database import describe_error, parse_url, shown_url
 from chargebus_history.queries import EvseTarget, Target, VehicleTarget, power_query
 from chargebus_history.store import HistoryStore
-from chargebus_history.timezones import resolve_timezone
 
 EXIT_OK = 0
 EXIT_DATABASE = 1

@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from chargebus.config import HistoryServiceConfig
 from chargebus.ha import Discovery
 from chargebus.mqtt import Service
+from chargebus.zones import resolve_timezone
 
 from chargebus_history.database import SQLITE_BUSY_TIMEOUT_MS, describe_error, parse_url
 from chargebus_history.energy_publisher import EnergyPublisher, energy_topics_prefix
 from chargebus_history.recorder import Recorder
 from chargebus_history.responder import Responder
 from chargebus_history.store import HistoryStore, retention_cutoff
-from chargebus_history.timezones import resolve_timezone
 from chargebus_history.worker import QueryWorker
 
 NAME = "history"

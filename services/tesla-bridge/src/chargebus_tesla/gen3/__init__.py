@@ -4,22 +4,15 @@
 MQTT out. `register_wall_connectors(service, config)` is the entry point the tesla-bridge calls.
 """
 
+from chargebus_tesla.gen3.api import Lifetime, Version, Vitals, parse_lifetime, parse_version, parse_vitals
 from chargebus_tesla.gen3.poller import (
     HTTP_TIMEOUT_S,
     LIFETIME_S,
-    OFFLINE_AFTER_FAILURES,
     POLL_S,
-    REPUBLISH_S,
-    Lifetime,
-    Version,
-    Vitals,
     WallConnectorPoller,
-    build_evse_state,
-    parse_lifetime,
-    parse_version,
-    parse_vitals,
     register_wall_connectors,
 )
+from chargebus_tesla.gen3.state import OFFLINE_AFTER_FAILURES, REPUBLISH_S, build_evse_state
 
 __all__ = [
     "HTTP_TIMEOUT_S",

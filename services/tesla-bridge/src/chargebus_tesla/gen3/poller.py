@@ -30,9 +30,6 @@ from chargebus_tesla.gen3.api import (
     VERSION_PATH,
     VITALS_PATH,
     Gen3FormatError,
-    Lifetime,
-    Version,
-    Vitals,
     parse_lifetime,
     parse_version,
     parse_vitals,
@@ -42,26 +39,8 @@ from chargebus_tesla.gen3.state import (
     REPUBLISH_S,
     UnitTracker,
     base_url,
-    build_evse_state,
     split_host,
 )
-
-__all__ = [
-    "HTTP_TIMEOUT_S",
-    "LIFETIME_S",
-    "OFFLINE_AFTER_FAILURES",
-    "POLL_S",
-    "REPUBLISH_S",
-    "Lifetime",
-    "Version",
-    "Vitals",
-    "WallConnectorPoller",
-    "build_evse_state",
-    "parse_lifetime",
-    "parse_version",
-    "parse_vitals",
-    "register_wall_connectors",
-]
 
 log = logging.getLogger("chargebus_tesla.gen3")
 
