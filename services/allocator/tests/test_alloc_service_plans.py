@@ -76,7 +76,9 @@ async def test_a_plan_is_made_on_the_tariff_served_in_its_slot_and_kept_across_a
             assert abs(plan["cost"] - need_wh / 1000 * 0.05) < 0.01
             # The slot covers now: served like `now`, at once.
             state = await bus.wait_for(
-                state_where(bus, prefix, lambda s: s["groups"][0]["state"] == "charging"), what="charging in the slot"
+                state_where(bus, prefix, lambda s: s["groups"][0]["state"] == "charging"),
+                timeout=15,
+                what="charging in the slot",
             )
             group = state["groups"][0]
             assert group["mode"] == "now"
@@ -88,6 +90,7 @@ async def test_a_plan_is_made_on_the_tariff_served_in_its_slot_and_kept_across_a
             await bus.publish(f"{prefix}/evse/{TWC}/plan/set", json.dumps({"strategy": "solar_only"}))
             state = await bus.wait_for(
                 state_where(bus, prefix, lambda s: plan_of(s) is not None and plan_of(s)["strategy"] == "solar_only"),
+                timeout=15,
                 what="solar_only",
             )
             assert plan_of(state)["status"] == "at_risk"  # no sun forecast: solar_only cannot make it
@@ -113,7 +116,7 @@ async def test_a_plan_is_made_on_the_tariff_served_in_its_slot_and_kept_across_a
                 what="the plan after a restart",
             )
             await bus.publish(f"{prefix}/evse/{TWC}/plan/set", "default")
-            await bus.wait_for(state_where(bus, prefix, lambda s: plan_of(s) is None), what="plan cleared")
+            await bus.wait_for(state_where(bus, prefix, lambda s: plan_of(s) is None), timeout=15, what="plan cleared")
             # A broken tariff is reported; planning goes on with the last good one.
             await bus.publish(f"{prefix}/tariff/grid", b'{"v":1,"currency":"EUR","slots":[1]}', retain=True)
             bad = await bus.wait_message(errors, lambda m: m.json()["topic"] == f"{prefix}/tariff/grid", timeout=15)

@@ -350,7 +350,7 @@ def _object_command(payload: bytes, fields: tuple[str, ...]) -> CommandEnvelope:
     except PayloadError:
         data = None
     if isinstance(data, dict) and "value" not in data and any(name in data for name in fields):
-        value = {key: item for key, item in data.items() if key not in ("transaction", "v")}
+        value = {key: item for key, item in data.items() if key != "transaction"}
         return CommandEnvelope(value=value, transaction=transaction_of(data))
     return parse_command(payload)
 
