@@ -222,3 +222,25 @@ def test_forecast_sun_before_departure_is_counted_and_not_bought() -> None:
     plan = group(round_at(engine, at(15, 8, 1)))["plan"]
     assert plan["solar_expected_wh"] == 0.0
     assert plan["grid_wh"] >= plan["needed_wh"] - 1
+
+
+@pytest.mark.parametrize("seconds_before", [1, 30, 299, 899])
+def test_a_slot_planned_just_before_a_quarter_boundary_keeps_charging_across_it(seconds_before: int) -> None:
+    """Cheap until 03:00, needed: nearly all of it. Planned seconds before 02:00, the few seconds left of 01:45–02:00
+    are not worth a start when the quarters after it carry the need; from 02:00 it charges, across the boundary."""
+    engine = make_engine(mode="solar", timezone="Europe/Berlin")
+    feed_evse(engine, TWC, session_energy_wh=0.0)
+    now = at(15, 2) - seconds_before
+    engine.outlook_message("tariff_grid", tariff(at(15, 0), [0.05, 0.05, 0.05, 0.40, 0.40]))
+    left_h = (at(15, 3) - now) / 3600
+    set_plan(engine, evse_key(TWC, PLAN), now, energy_wh=round(FULL_W * left_h * 0.98), by="05:00")
+    first = group(round_at(engine, now))
+    assert first["plan"]["status"] == "on_track", first["plan"]
+    bought_now = first["plan"]["slots"][0]["start"] == datetime.fromtimestamp(now, UTC).isoformat(
+        timespec="milliseconds"
+    ).replace("+00:00", "Z")
+    assert (first["allocated_w"] > 0) == bought_now
+    for offset in (seconds_before + 0.5, seconds_before + 60, seconds_before + 1800):
+        shown = group(round_at(engine, now + offset))
+        assert shown["plan"]["status"] == "on_track", shown["plan"]
+        assert shown["allocated_w"] > 0, (offset, shown["reason"])

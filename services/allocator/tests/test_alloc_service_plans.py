@@ -45,7 +45,8 @@ async def test_a_plan_is_made_on_the_tariff_served_in_its_slot_and_kept_across_a
     # Cheap from an hour ago to two hours from now, dear after: the plan needs all the cheap time that is left.
     tariff = {"v": 1, "currency": "EUR", "slots": price_slots(hour - HOUR, [0.05, 0.05, 0.05, 0.40, 0.40, 0.40])}
     left_h = (hour + 2 * HOUR - time.time()) / HOUR
-    need_wh = round(32 * 240 * left_h * 0.98)  # all of it but a little: the present quarter is needed too
+    # All of it but 20 Wh (9 s at full power): the present quarter is needed too, unless less than that is left of it.
+    need_wh = round(32 * 240 * left_h - 20)
     by = iso(hour + 5 * HOUR)
     errors = f"{prefix}/allocator/error"
     async with Recorder(mqtt_broker.url, [f"{prefix}/#"]) as bus:
