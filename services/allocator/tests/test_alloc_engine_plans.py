@@ -244,3 +244,28 @@ def test_a_slot_planned_just_before_a_quarter_boundary_keeps_charging_across_it(
         shown = group(round_at(engine, now + offset))
         assert shown["plan"]["status"] == "on_track", shown["plan"]
         assert shown["allocated_w"] > 0, (offset, shown["reason"])
+
+
+def test_a_learned_capacity_is_kept_in_the_state_file_and_read_back() -> None:
+    engine = engine_with_car()
+    for soc, added in ((40.0, 0.0), (45.0, 3000.0), (52.0, 7200.0)):
+        feed_vehicle(engine, VIN_A, soc_pct=soc, charge_energy_added_wh=added, charge_limit_pct=90.0)
+    assert engine.plan_book.learner.learned_wh[VIN_A] == pytest.approx(60_000)
+    assert engine.compute(at(14, 20)).overrides_changed  # worth writing
+    saved = engine.state_file()
+    assert saved["capacity_wh"] == {VIN_A: 60_000}
+    assert not engine.compute(at(14, 20) + 1).overrides_changed  # nothing new since
+    # A restart reads it back, so an SoC plan is planned at once instead of waiting to learn again.
+    again = engine_with_car()
+    assert again.plan_book.learner.load(saved["capacity_wh"]) == []
+    set_plan(again, vehicle_key(VIN_A, PLAN), at(14, 20), soc_pct=80, by="07:00")
+    again.outlook_message("tariff_grid", NIGHT)
+    assert group(round_at(again, at(14, 20)))["plan"]["status"] == "on_track"
+
+
+def test_bad_learned_capacities_in_the_state_file_are_skipped_and_named() -> None:
+    learner = CapacityLearner()
+    problems = learner.load({VIN_A: 60_000, "NOTAVIN": 50_000, "5YJ3E1EA8KF000002": 5, "5YJ3E1EA8KF000003": True})
+    assert learner.learned_wh == {VIN_A: 60_000.0}
+    assert len(problems) == 3
+    assert learner.load([1, 2]) == ["capacity_wh: expected an object of VIN → Wh"]

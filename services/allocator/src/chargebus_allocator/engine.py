@@ -150,6 +150,7 @@ class Engine:
     seen_vins: set[str] = field(default_factory=set)
     plan_book: PlanBook = field(default_factory=PlanBook)  # departure plans: tariff, forecasts, the last planning
     plans_ended: list[str] = field(default_factory=list)  # plans that were for one departure only and are done
+    capacity_learned: bool = False  # a car's learned capacity moved: the state file needs writing
     #: The last round's charge points: a round merges again only the EVSEs and cars whose state or settings changed.
     merged: MergeCache = field(default_factory=MergeCache)
 
@@ -196,7 +197,8 @@ class Engine:
             return self.vehicles.pop(vin, None) is not None
         state = parse_for_topic(VehicleState, payload, "vin", vin)
         _remember(self.seen_vins, vin)
-        self.plan_book.learner.observe(vin, state.soc_pct, state.charge_energy_added_wh)
+        if self.plan_book.learner.observe(vin, state.soc_pct, state.charge_energy_added_wh):
+            self.capacity_learned = True
         if self.vehicles.get(vin) == state:
             return False
         self.vehicles[vin] = state
@@ -574,10 +576,18 @@ class Engine:
             state=state if publish_state else None,
             notices=notices,
             events=events,
-            overrides_changed=bool(expired or ended),
+            overrides_changed=bool(expired or ended or self._take_capacity_learned()),
             next_wake=self._next_wake(now),
             battery_hold=hold_out,
         )
+
+    def _take_capacity_learned(self) -> bool:
+        learned, self.capacity_learned = self.capacity_learned, False
+        return learned
+
+    def state_file(self) -> dict[str, object]:
+        """What the state file keeps: the overrides and the capacities learned from the cars."""
+        return {**self.overrides.dump(), "capacity_wh": self.plan_book.learner.dump()}
 
     def _note_commands(self, allocation: Allocation, now: float) -> None:
         """Remember when each EVSE's commanded power changed: until it follows, it is in transit (pairing.py)."""

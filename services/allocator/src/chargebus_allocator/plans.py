@@ -7,12 +7,14 @@ planned slot (or an overrun) covers now. Pure: every time is passed in as epoch 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from chargebus.schema import (
+    VIN_PATTERN,
     Co2Forecast,
     PlanRequest,
     PlanSlotState,
@@ -35,6 +37,7 @@ LEARN_SOC_POINTS = 10.0
 #: At most this many cars' charges are followed for learning (far above any real installation).
 MAX_LEARNING = 256
 _WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_VIN = re.compile(VIN_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,24 +84,62 @@ class _Charge:
     energy_wh: float
 
 
+#: A learned capacity outside this is a misreading, not a car.
+CAPACITY_RANGE_WH = (1_000.0, 500_000.0)
+#: A learned capacity is worth writing to the state file again once it moved this much (relative).
+SAVE_CHANGE = 0.01
+
+
 @dataclass(slots=True)
 class CapacityLearner:
-    """A car's usable capacity from its own reports: Δ`charge_energy_added_wh` / Δ`soc_pct` within one charge."""
+    """A car's usable capacity from its own reports: Δ`charge_energy_added_wh` / Δ`soc_pct` within one charge.
+    What it learned is kept in the allocator's state file (`capacity_wh`), so a restart does not forget it."""
 
     learned_wh: dict[str, float] = field(default_factory=dict)
     _start: dict[str, _Charge] = field(default_factory=dict)
+    _saved: dict[str, float] = field(default_factory=dict)
 
-    def observe(self, vin: str, soc_pct: float | None, energy_added_wh: float | None) -> None:
+    def observe(self, vin: str, soc_pct: float | None, energy_added_wh: float | None) -> bool:
+        """Take one report; True when a capacity changed enough to be written to the state file again."""
         if soc_pct is None or energy_added_wh is None:
-            return
+            return False
         start = self._start.get(vin)
         if start is None or energy_added_wh < start.energy_wh or soc_pct < start.soc_pct:
             if len(self._start) < MAX_LEARNING or vin in self._start:
                 self._start[vin] = _Charge(soc_pct, energy_added_wh)  # a new charge (the counter restarted)
-            return
+            return False
         rise = soc_pct - start.soc_pct
-        if rise >= LEARN_SOC_POINTS and energy_added_wh > start.energy_wh:
-            self.learned_wh[vin] = (energy_added_wh - start.energy_wh) / rise * 100
+        if rise < LEARN_SOC_POINTS or energy_added_wh <= start.energy_wh:
+            return False
+        capacity = (energy_added_wh - start.energy_wh) / rise * 100
+        low, high = CAPACITY_RANGE_WH
+        if not low <= capacity <= high or (vin not in self.learned_wh and len(self.learned_wh) >= MAX_LEARNING):
+            return False
+        self.learned_wh[vin] = capacity
+        saved = self._saved.get(vin)
+        return saved is None or abs(capacity - saved) > SAVE_CHANGE * saved
+
+    def dump(self) -> dict[str, float]:
+        """For the state file: the capacities by VIN, in whole Wh."""
+        self._saved = dict(self.learned_wh)
+        return {vin: round(wh) for vin, wh in sorted(self.learned_wh.items())}
+
+    def load(self, raw: object) -> list[str]:
+        """The state file's `capacity_wh`; one problem line per entry skipped."""
+        if raw is None:
+            return []
+        if not isinstance(raw, dict):
+            return ["capacity_wh: expected an object of VIN → Wh"]
+        problems = []
+        low, high = CAPACITY_RANGE_WH
+        for vin, wh in list(raw.items())[:MAX_LEARNING]:
+            number = wh if isinstance(wh, int | float) and not isinstance(wh, bool) else None
+            if not isinstance(vin, str) or _VIN.fullmatch(vin) is None or number is None or not low <= number <= high:
+                problems.append(f"capacity_wh {vin!r}: expected a VIN and {low:g}…{high:g} Wh, got {wh!r}")
+                continue
+            self.learned_wh[vin] = float(number)
+        self._saved = dict(self.learned_wh)
+        return problems
 
 
 @dataclass(frozen=True, slots=True)

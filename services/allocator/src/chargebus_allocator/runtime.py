@@ -47,9 +47,10 @@ class Allocator:
         self.topics = service.topics
         self.clock = service.clock
         self.state_path: Path = statefile.path_in(config.state_dir)
-        loaded, problems = self._load_overrides()
-        self.startup_notices = [Notice(str(self.state_path), problem) for problem in problems]
+        loaded, capacities, problems = self._load_state()
         self.engine = Engine(config, self.topics, self.clock.time(), loaded)
+        problems += self.engine.plan_book.learner.load(capacities)
+        self.startup_notices = [Notice(str(self.state_path), problem) for problem in problems]
         self.dirty = asyncio.Event()
         discovery = Discovery(service, enabled=config.mqtt.ha_discovery, ha_prefix=config.mqtt.ha_prefix)
         allocator = config.allocator
@@ -61,16 +62,17 @@ class Allocator:
         self.inflight: set[asyncio.Task[None]] = set()
         self.saving = asyncio.Lock()
 
-    def _load_overrides(self) -> tuple[overrides.Overrides, list[str]]:
+    def _load_state(self) -> tuple[overrides.Overrides, object, list[str]]:
+        """The overrides and the learned capacities (`capacity_wh`) of the state file, and what was wrong in it."""
         try:
             data = read_json_if_present(self.state_path)
         except (OSError, ValueError) as exc:
-            return overrides.Overrides(), [f"state file unreadable, starting without overrides: {exc}"]
+            return overrides.Overrides(), None, [f"state file unreadable, starting without overrides: {exc}"]
         if data is None:
-            return overrides.Overrides(), []
+            return overrides.Overrides(), None, []
         loaded, problems = overrides.load(data)
         log.info(f"service={SERVICE} event=overrides_loaded path={self.state_path} count={len(loaded.entries)}")
-        return loaded, problems
+        return loaded, data.get("capacity_wh") if isinstance(data, dict) else None, problems
 
     def register(self) -> None:
         service, topics = self.service, self.topics
@@ -265,7 +267,7 @@ class Allocator:
     async def _save_overrides(self) -> None:
         try:
             async with self.saving:  # one writer at a time, each writing the latest overrides
-                await asyncio.to_thread(write_json, self.state_path, self.engine.overrides.dump(), indent=1)
+                await asyncio.to_thread(write_json, self.state_path, self.engine.state_file(), indent=1)
         except OSError as exc:
             # Not an input error: the override holds for now, but would not survive a restart.
             await self.service.report_error(str(self.state_path), None, f"cannot write the state file: {exc}")
