@@ -194,17 +194,19 @@ def point_entities(topics: Topics, point: ChargePoint) -> list[Entity]:
 
 
 STRATEGIES: tuple[PlanStrategy, ...] = ("cheapest", "continuous", "solar_only")
-#: What the departure text accepts: a local time, as `plan/set` takes it.
-DEPARTURE_PATTERN = "^([01][0-9]|2[0-3]):[0-5][0-9]$"
 
 
 def plan_entities(topics: Topics, point: ChargePoint) -> list[Entity]:
-    """A charge point's departure plan: each entity sends one field to `plan/set` (the rest of the plan stays)."""
+    """A charge point's departure plan: each entity sends one field to `plan/set` (the rest of the plan stays).
+
+    The departure text has no `pattern`: HA would check the state against it too, and without a plan the state is
+    empty; the allocator checks what is typed and answers a bad time with an ErrorEvent."""
     state_topic = topics.build("allocator_state")
     label = point.vin or point.id
     pick = f"{{% for g in value_json.groups if {_group_filter(point)} %}}"
     plan = pick + "{% if g.plan %}{{ "
     end = " }}{% else %}None{% endif %}{% endfor %}"
+    text_end = " }}{% endif %}{% endfor %}"  # a text entity's state is a string: empty without a plan
     if point.vin is not None:
         command_topic = topics.build("vehicle_plan_set", vin=point.vin)
         target = entity(
@@ -225,9 +227,9 @@ def plan_entities(topics: Topics, point: ChargePoint) -> list[Entity]:
         target,
         entity(
             "text", f"allocator_{label}_plan_departure", f"{label} departure",
-            state_topic=state_topic, value_template=plan + "as_timestamp(g.plan.by) | timestamp_custom('%H:%M')" + end,
-            command_topic=command_topic, command_template='{"by": "{{ value }}"}',
-            pattern=DEPARTURE_PATTERN, min=5, max=5, **_common(topics),
+            state_topic=state_topic,
+            value_template=plan + "as_timestamp(g.plan.by) | timestamp_custom('%H:%M')" + text_end,
+            command_topic=command_topic, command_template='{"by": "{{ value }}"}', max=5, **_common(topics),
         ),
         entity(
             "select", f"allocator_{label}_plan_strategy", f"{label} plan strategy",
