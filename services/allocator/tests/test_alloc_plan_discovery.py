@@ -19,12 +19,11 @@ def render(template: str, state: dict[str, Any]) -> str:
     """As HA would, with stand-ins for the two HA filters the templates use (UTC for the local zone)."""
     environment = jinja2.Environment(autoescape=False)
     environment.filters.update(
-        as_timestamp=lambda text: datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp(),
+        as_timestamp=lambda text: datetime.fromisoformat(text).timestamp(),
         timestamp_custom=lambda ts, fmt: datetime.fromtimestamp(ts, UTC).strftime(fmt),
         tojson=json.dumps,
     )
     environment.globals["as_timestamp"] = environment.filters["as_timestamp"]
-    # HA's `as_timestamp(x) | f` is a function call; register it as both.
     return environment.from_string(template).render(value_json=state).strip()
 
 
