@@ -165,6 +165,8 @@ def test_next_local_time_follows_weekdays_and_daylight_saving() -> None:
     expected = datetime(2027, 3, 28, 7, tzinfo=BERLIN)
     assert next_local_time("07:00", None, BERLIN, spring) == expected.timestamp()
     assert expected.utcoffset() == timedelta(hours=2)
+    # 02:30 does not exist that night: like a schedule window's edge, it means the jump's instant (01:00 UTC).
+    assert next_local_time("02:30", None, BERLIN, spring) == datetime(2027, 3, 28, 1, tzinfo=UTC).timestamp()
 
 
 def test_replanned_at_least_every_quarter_hour() -> None:

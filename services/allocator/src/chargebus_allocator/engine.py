@@ -38,6 +38,7 @@ from chargebus.schema import (
     SolarForecast,
     Tariff,
     VehicleState,
+    evse_kind_of,
     parse_for_topic,
     parse_payload,
 )
@@ -395,16 +396,18 @@ class Engine:
             share=allocator.share,
             delays=Delays(allocator.enable_delay_s, allocator.disable_delay_s, allocator.min_on_s, allocator.min_off_s),
         )
-        points = self._planned(points, settings, now)
+        circuits = tuple(self._circuit(circuit) for circuit in allocator.circuits)
+        points = self._planned(points, settings, circuits, now)
         figure = self.grid_figure(points, now)
         # Staleness is decided here, per meter (each has its own stale_after_s): a fresh figure is as of now.
         grid = self._paired_reading(points, figure, settings, now)
-        circuits = tuple(self._circuit(circuit) for circuit in allocator.circuits)
         battery = self._battery(now)
         limit = self._site_limit(figure, grid, battery, now)
         return Inputs(points, circuits, grid, overrides.charge_now_until(), settings, limit, battery), figure
 
-    def _planned(self, points: tuple[ChargePoint, ...], settings: Settings, now: float) -> tuple[ChargePoint, ...]:
+    def _planned(
+        self, points: tuple[ChargePoint, ...], settings: Settings, circuits: tuple[Circuit, ...], now: float
+    ) -> tuple[ChargePoint, ...]:
         """Plan when due (docs/planning.md), and mark the charge points a planned slot covers now."""
         plans = self.overrides.plans()
         if not plans and not self.plan_book.planned:
@@ -421,7 +424,7 @@ class Engine:
             session_wh={evse_id: state.session_energy_wh for evse_id, state in self.evses.items()},
             capacity_wh=capacity,
             solar_modes=solar_modes,
-            circuits=tuple(self._circuit(circuit) for circuit in allocator.circuits),
+            circuits=circuits,
             zone=self.timezone,
             efficiency=allocator.charge_efficiency,
             house_load_w=tuple(allocator.house_load_w),
@@ -440,11 +443,10 @@ class Engine:
                 continue
             point = by_key.get(key)
             if planned.need.status == "met" or point is None or not point.plugged_in:
-                for owner, stored in self.overrides.plans().items():
-                    if stored is planned.stored:
-                        for name in (vehicle_key(owner, PLAN), evse_key(owner, PLAN)):
-                            if self.overrides.put(name, None, now):
-                                self.plans_ended.append(name)
+                owner = planned.owner  # an EVSE id has its kind's prefix; a VIN has none
+                name = evse_key(owner, PLAN) if evse_kind_of(owner) is not None else vehicle_key(owner, PLAN)
+                if self.overrides.put(name, None, now):
+                    self.plans_ended.append(name)
                 del self.plan_book.planned[key]
 
     def import_cap_w(self) -> float | None:

@@ -104,10 +104,6 @@ class Plan:
                 return slot.power_w
         return None
 
-    @property
-    def first_start(self) -> float | None:
-        return self.slots[0].start if self.slots else None
-
 
 @dataclass(slots=True)
 class _Quarter:
@@ -130,7 +126,7 @@ def plan_jointly(goals: Sequence[Goal], outlook: Outlook, circuits: Sequence[Cir
         return {}
     network = Network(build_tree(circuits))
     last = min(max(*(goal.by for goal in goals), now + QUARTER_S), now + HORIZON_S)
-    cuts = {goal.by for goal in goals if now < goal.by < last}
+    cuts = {goal.by for goal in goals if now < goal.by < last}  # and `last` ≥ now + a quarter: never an empty grid
     grid = _quarters(now, last, cuts, outlook, network.free())
     plans: dict[str, Plan] = {}
     for goal in sorted(goals, key=lambda g: (-g.point.priority, g.by, g.point.id)):
@@ -141,19 +137,19 @@ def plan_jointly(goals: Sequence[Goal], outlook: Outlook, circuits: Sequence[Cir
 def _quarters(now: float, last: float, cuts: set[float], outlook: Outlook, room_a: list[float]) -> list[_Quarter]:
     """Quarter hours from now to `last`, also cut at each departure so a plan's last one ends at its departure."""
     out: list[_Quarter] = []
+    price, solar, co2 = _Series(outlook.grid_price), _Series(outlook.solar_w), _Series(outlook.co2)
     start = now
     while start < last:
         end = min((math.floor(start / QUARTER_S) + 1) * QUARTER_S, last)
         end = min([end, *(cut for cut in cuts if start < cut < end)])
         middle = (start + end) / 2
         load = _house_load_w(outlook, middle)
-        sun = _value_at(outlook.solar_w, middle) or 0.0
+        sun = solar.at(middle) or 0.0
         cap = outlook.max_import_w
         import_room = math.inf if cap is None else max(0.0, cap - load + sun)
         out.append(
             _Quarter(
-                start, end, _value_at(outlook.grid_price, middle), _value_at(outlook.co2, middle),
-                max(0.0, sun - load), import_room, list(room_a),
+                start, end, price.at(middle), co2.at(middle), max(0.0, sun - load), import_room, list(room_a),
             )
         )  # fmt: skip
         start = end
@@ -168,23 +164,29 @@ def _house_load_w(outlook: Outlook, when: float) -> float:
     return profile[hour % len(profile)]
 
 
-def _value_at(slots: Sequence[Slot], when: float) -> float | None:
-    """The value of the slot covering `when` (slots are sorted and contiguous), None outside them."""
-    index = bisect.bisect_right([slot.start for slot in slots], when) - 1
-    if index >= 0 and when < slots[index].end:
-        return slots[index].value
-    return None
+class _Series:
+    """Sorted, contiguous slots, looked up by time (their starts indexed once, not once per quarter)."""
+
+    def __init__(self, slots: Sequence[Slot]) -> None:
+        self.slots = slots
+        self.starts = [slot.start for slot in slots]
+
+    def at(self, when: float) -> float | None:
+        """The value of the slot covering `when`, None outside them."""
+        index = bisect.bisect_right(self.starts, when) - 1
+        if index >= 0 and when < self.slots[index].end:
+            return self.slots[index].value
+        return None
 
 
 class _Planning:
     """One goal against what is left of the grid."""
 
-    def __init__(self, goal: Goal, grid: list[_Quarter], footprint: Footprint, now: float) -> None:
+    def __init__(self, goal: Goal, grid: list[_Quarter], footprint: Footprint) -> None:
         self.goal = goal
         self.point = goal.point
         self.grid = grid
         self.footprint = footprint
-        self.now = now
         self.window = [i for i, quarter in enumerate(grid) if quarter.end <= goal.by]
         self.solar_w = [0.0] * len(grid)
         self.grid_w = [0.0] * len(grid)
@@ -198,6 +200,7 @@ class _Planning:
         return max(0.0, room)
 
     def take(self, i: int, watts: float, *, solar: bool) -> None:
+        """Count `watts` of its draw in quarter i (negative: give them back)."""
         quarter = self.grid[i]
         for slot, amps_per_w in self.footprint.steady:
             quarter.room_a[slot] -= amps_per_w * watts
@@ -254,13 +257,10 @@ class _Planning:
         return bought
 
     def release(self, i: int) -> float:
+        """Give back what quarter i buys; the energy it would have brought."""
         watts = self.grid_w[i]
-        quarter = self.grid[i]
-        for slot, amps_per_w in self.footprint.steady:
-            quarter.room_a[slot] += amps_per_w * watts
-        quarter.import_room_w += watts
-        self.grid_w[i] = 0.0
-        return watts * quarter.hours
+        self.take(i, -watts, solar=False)
+        return watts * self.grid[i].hours
 
 
 def _price_key(quarter: _Quarter) -> tuple[float, float, float]:
@@ -269,7 +269,7 @@ def _price_key(quarter: _Quarter) -> tuple[float, float, float]:
 
 
 def _plan_one(goal: Goal, grid: list[_Quarter], footprint: Footprint, outlook: Outlook, now: float) -> Plan:
-    planning = _Planning(goal, grid, footprint, now)
+    planning = _Planning(goal, grid, footprint)
     point = goal.point
     if now >= goal.by:
         return _overrun(planning)
@@ -290,7 +290,6 @@ def _plan_one(goal: Goal, grid: list[_Quarter], footprint: Footprint, outlook: O
             bought -= planning.release(first)
             bought += planning.buy(rest - bought, [i for i in order if i != first])
             bought += planning.buy(rest - bought, [first])
-        rest -= bought
     grid_wh = sum(w * grid[i].hours for i, w in enumerate(planning.grid_w))
     solar_wh = sum(w * grid[i].hours for i, w in enumerate(planning.solar_w))
     short_wh = max(0.0, goal.needed_wh - solar_wh - grid_wh)
@@ -389,13 +388,9 @@ def _overrun(planning: _Planning) -> Plan:
     """Past departure and not met: charge at its maximum through the present quarter (re-planned after it)."""
     grid = planning.grid
     point = planning.goal.point
-    slots: tuple[PlannedSlot, ...] = ()
-    if grid:
-        watts = planning.usable_w(0, point.max_power_w)
-        planning.take(0, watts, solar=False)
-        slots = (PlannedSlot(grid[0].start, grid[0].end, watts),) if watts > 0 else ()
-    else:
-        slots = (PlannedSlot(planning.now, planning.now + QUARTER_S, point.max_power_w),)
+    watts = planning.usable_w(0, point.max_power_w)
+    planning.take(0, watts, solar=False)
+    slots = (PlannedSlot(grid[0].start, grid[0].end, watts),) if watts > 0 else ()
     grid_wh = sum(slot.power_w * (slot.end - slot.start) / 3600 for slot in slots)
     reason = f"departure passed with {wording.kilowatt_hours(planning.goal.needed_wh)} still to charge"
     return Plan(point.key, slots, 0.0, grid_wh, _cost(planning), "overrun", reason)

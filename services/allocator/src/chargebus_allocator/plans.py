@@ -1,8 +1,9 @@
 """Departure plans between rounds: the requests, their deadlines, what each still needs, and when to re-plan.
 
 `PlanBook` keeps the latest tariff and forecasts, the capacity each car has shown, and the plans of the last
-planning; `goals` turns the charge points of a round into the planner's goals, `apply` marks the charge points a
-planned slot (or an overrun) covers now. Pure: every time is passed in as epoch seconds. docs/planning.md has the rules.
+planning; `plan` turns the charge points of a round into the planner's goals and plans them, `apply` marks the
+charge points a planned slot (or an overrun) covers now. Pure: every time is passed in as epoch seconds.
+docs/planning.md has the rules.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from chargebus.config import WEEKDAYS
 from chargebus.schema import (
     VIN_PATTERN,
     Co2Forecast,
@@ -29,6 +31,7 @@ from chargebus.schema import (
 from chargebus_allocator import planner
 from chargebus_allocator.model import ChargePoint, Circuit
 from chargebus_allocator.planner import QUARTER_S, Goal, Outlook, Plan, Slot
+from chargebus_allocator.schedules import local_to_epoch
 
 #: Re-planned at least this often (and at every new tariff, forecast, plan, plug-in or unplug).
 REPLAN_S = QUARTER_S
@@ -36,7 +39,6 @@ REPLAN_S = QUARTER_S
 LEARN_SOC_POINTS = 10.0
 #: At most this many cars' charges are followed for learning (far above any real installation).
 MAX_LEARNING = 256
-_WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _VIN = re.compile(VIN_PATTERN)
 
 
@@ -65,14 +67,15 @@ def store(request: PlanRequest, zone: ZoneInfo, now: float) -> StoredPlan:
 
 
 def next_local_time(clock: str, days: Sequence[Weekday] | None, zone: ZoneInfo, after: float) -> float:
-    """The first `HH:MM` local time strictly after `after`, on one of `days` (any day when None)."""
+    """The first `HH:MM` local time strictly after `after`, on one of `days` (any day when None); a time the clocks
+    skip is the jump's instant, a time they pass twice its first occurrence."""
     hours, minutes = (int(part) for part in clock.split(":"))
     local = datetime.fromtimestamp(after, tz=zone)
     for offset in range(8):
         day = local.date() + timedelta(days=offset)
-        if days is not None and _WEEKDAYS[day.weekday()] not in days:
+        if days is not None and WEEKDAYS[day.weekday()] not in days:
             continue
-        candidate = datetime.combine(day, time(hours, minutes), tzinfo=zone).timestamp()
+        candidate = local_to_epoch(day, time(hours, minutes), zone)  # schedule windows' rule across DST changes
         if candidate > after:
             return candidate
     raise AssertionError("a weekday set always has a day within a week")  # pragma: no cover
@@ -177,6 +180,7 @@ def need_of(
 class Planned:
     """One charge point's plan as the last planning left it."""
 
+    owner: str  # the VIN or EVSE id it was set for
     stored: StoredPlan
     by: float
     need: Need
@@ -284,11 +288,12 @@ class PlanBook:
     def plan(self, points: Sequence[ChargePoint], context: PlanContext, now: float) -> None:
         """Plan every plugged-in charge point with a plan, jointly."""
         goals: list[Goal] = []
-        settled: dict[str, tuple[StoredPlan, float, Need]] = {}
+        settled: dict[str, tuple[str, StoredPlan, float, Need]] = {}
         for point in points:
-            stored = _plan_of(point, context.plans)
-            if stored is None:
+            found = _plan_of(point, context.plans)
+            if found is None:
                 continue
+            owner, stored = found
             began = point.plugged_in_at if point.plugged_in_at is not None else now
             by = self._departure(point, stored, context.zone, began, now)
             need = need_of(stored, point, _session_wh(point, context), _capacity(point, context), context.efficiency)
@@ -296,7 +301,7 @@ class PlanBook:
                 need = Need(need.target, need.needed_wh, "at_risk", "not plugged in")
             elif not point.controllable:
                 need = Need(need.target, need.needed_wh, "at_risk", "read-only: it takes no setpoints")
-            settled[point.key] = (stored, by, need)
+            settled[point.key] = (owner, stored, by, need)
             if need.status is None:
                 previous = self.planned.get(point.key)
                 running = previous.cap_w(point, now) if previous is not None and point.charging else None
@@ -307,7 +312,8 @@ class PlanBook:
         plans = planner.plan_jointly(goals, self.outlook(context, now), context.circuits, now)
         currency = self.tariff.currency if self.tariff is not None else None
         self.planned = {
-            key: Planned(stored, by, need, plans.get(key), currency) for key, (stored, by, need) in settled.items()
+            key: Planned(owner, stored, by, need, plans.get(key), currency)
+            for key, (owner, stored, by, need) in settled.items()
         }
         self.planned_at = now
         self.dirty = False
@@ -341,13 +347,12 @@ class PlanBook:
         return min(edges) if edges else None
 
 
-def _plan_of(point: ChargePoint, plans: Mapping[str, StoredPlan]) -> StoredPlan | None:
-    """A car's plan wins over a plan on one of the EVSEs that reach it."""
-    if point.vin is not None and point.vin in plans:
-        return plans[point.vin]
-    for evse_id in point.members:
-        if evse_id in plans:
-            return plans[evse_id]
+def _plan_of(point: ChargePoint, plans: Mapping[str, StoredPlan]) -> tuple[str, StoredPlan] | None:
+    """The plan serving a charge point and the VIN or EVSE id it was set for: a car's plan wins over a plan on one
+    of the EVSEs that reach it."""
+    for owner in (point.vin, *point.members):
+        if owner is not None and owner in plans:
+            return owner, plans[owner]
     return None
 
 

@@ -237,9 +237,7 @@ class Allocator:
         stored = plans.store(request, self.engine.timezone, self.clock.time()) if request is not None else None
         if stored is not None and existing is not None and stored.request == existing.request:
             stored = existing  # the same plan again: keep its departure as first fixed
-        shown = None
-        if stored is not None:
-            shown = request.model_dump_json(exclude={"v"}, exclude_none=True) if request is not None else None
+        shown = request.model_dump_json(exclude={"v"}, exclude_none=True) if request is not None else None
         self.engine.plans_changed()
         await self._override(key, stored, shown=shown)
 
