@@ -271,3 +271,16 @@ def test_bad_learned_capacities_in_the_state_file_are_skipped_and_named() -> Non
     assert learner.learned_wh == {VIN_A: 60_000.0}
     assert len(problems) == 3
     assert learner.load([1, 2]) == ["capacity_wh: expected an object of VIN → Wh"]
+
+
+def test_a_fixed_departure_replaces_a_repeating_plans_weekdays_in_either_iso_form() -> None:
+    from chargebus_allocator.commands import plan_request  # noqa: PLC0415 - only this test needs it
+
+    weekly = PlanRequest.model_validate({"soc_pct": 80, "by": "07:00", "repeat": ["mon"]})
+    for by in ("2027-01-15T07:00:00+01:00", "2027-01-15 07:00:00+01:00"):
+        changed = plan_request({"by": by}, weekly, "soc_pct")
+        assert changed is not None
+        assert changed.repeat is None
+    kept = plan_request({"by": "06:30"}, weekly, "soc_pct")
+    assert kept is not None
+    assert kept.repeat == ["mon"]

@@ -353,7 +353,8 @@ class ForecastState(Payload):
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 PlanStrategy = Literal["cheapest", "continuous", "solar_only"]
 PlanStatus = Literal["on_track", "at_risk", "overrun", "met", "needs_capacity"]
-_CLOCK_TIME = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+#: A local time of day, `HH:MM` (ASCII digits only): plan departures, schedule windows, tariff switch times.
+CLOCK_TIME_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 
 
 class PlanRequest(Payload):
@@ -361,7 +362,7 @@ class PlanRequest(Payload):
 
     soc_pct: Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)] | None = None
     energy_wh: Annotated[float, Field(gt=0, le=500_000, allow_inf_nan=False)] | None = None
-    by: Annotated[str, Field(pattern=_CLOCK_TIME)] | Timestamp = Field(
+    by: Annotated[str, Field(pattern=CLOCK_TIME_PATTERN)] | Timestamp = Field(
         description="HH:MM: the next such local time; or an ISO 8601 time with its offset"
     )
     repeat: Annotated[list[Weekday], Field(min_length=1, max_length=7)] | None = None

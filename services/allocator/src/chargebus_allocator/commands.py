@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from chargebus.schema import (
+    CLOCK_TIME_PATTERN,
     EVSE_ID_PATTERN,
     MODES,
     VIN_PATTERN,
@@ -39,6 +40,7 @@ GRID_LIMIT_MAX_W = 1_000_000.0
 
 _EVSE_ID = re.compile(EVSE_ID_PATTERN)
 _VIN = re.compile(VIN_PATTERN)
+_CLOCK_TIME = re.compile(CLOCK_TIME_PATTERN)
 
 
 def mode(value: Any) -> Mode | None:
@@ -205,8 +207,9 @@ def plan_request(
     base: dict[str, Any] = {"by": DEFAULT_DEPARTURE}
     if existing is not None:
         base = existing.model_dump(mode="json", exclude={"v"}, exclude_none=True)
-        if "by" in value and "repeat" not in value and isinstance(value["by"], str) and "T" in value["by"]:
-            base.pop("repeat", None)  # a fixed departure replaces a repeating one
+        by = value.get("by")
+        if isinstance(by, str) and "repeat" not in value and _CLOCK_TIME.fullmatch(by) is None:
+            base.pop("repeat", None)  # a fixed departure (not HH:MM) replaces a repeating one
     merged = {**base, **value}
     if target not in merged:
         raise ValueError(f"no plan yet: give {target} (and by) to start one")

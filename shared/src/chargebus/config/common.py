@@ -16,7 +16,7 @@ from pydantic import (
     Field,
 )
 
-from chargebus.schema import EVSE_ID_PATTERN, VIN_PATTERN
+from chargebus.schema import CLOCK_TIME_PATTERN, EVSE_ID_PATTERN, VIN_PATTERN
 
 log = logging.getLogger("chargebus.config")
 
@@ -42,7 +42,7 @@ PhaseName = Literal["L1", "L2", "L3"]
 Wiring = Literal["L1", "L2", "L3", "L1L2L3"]
 Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-HHMM_PATTERN = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+HHMM_PATTERN = re.compile(CLOCK_TIME_PATTERN)
 TWC3_NAME_PATTERN = re.compile(r"^[a-z0-9-]{1,32}$")
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 HOST_PATTERN = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")  # a DNS name or an IPv4 address
