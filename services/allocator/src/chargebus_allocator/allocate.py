@@ -520,8 +520,8 @@ class _Round:
         for i, share, power_w in zip(group, shares, watts, strict=True):
             all_shares[i] = share
             all_watts[i] = power_w
-            _take_off(self.footprints[i], free, power_w)
-            _take_off(self.transient_footprints[i], free_transient, power_w)
+            self.footprints[i].add_to(free, power_w, -1.0)
+            self.transient_footprints[i].add_to(free_transient, power_w, -1.0)
         return watts
 
     def _hold_back(
@@ -664,18 +664,6 @@ class _Round:
             limit = network.tree.circuits[circuit_id].max_current_a
             result.append(CircuitLoad(circuit_id, limit, per_phase, tuple(limit - load for load in per_phase)))
         return tuple(result)
-
-
-def _take_off(footprint: Footprint, room: list[float], power_w: float) -> None:
-    """`footprint.add_to(room, power_w, -1.0)`, with the same arithmetic, for the loops that run per charge point."""
-    if not footprint.steady and not footprint.late:
-        return
-    for slot, per_w in footprint.steady:
-        room[slot] += -1.0 * per_w * power_w
-    above = power_w - footprint.above_w
-    if above > 0:
-        for slot, per_w in footprint.late:
-            room[slot] += -1.0 * per_w * above
 
 
 def _by_id(point: ChargePoint) -> str:

@@ -64,6 +64,8 @@ class Footprint(NamedTuple):
 
     def add_to(self, used: list[float], power_w: float, sign: float = 1.0) -> None:
         """Add (or with sign -1 take off) the load of `power_w` to per-slot amps `used`."""
+        if not self.steady and not self.late:
+            return  # on no circuit (most charge points of a large site without a tree): nothing to count
         for slot, per_w in self.steady:
             used[slot] += sign * per_w * power_w
         above = power_w - self.above_w
