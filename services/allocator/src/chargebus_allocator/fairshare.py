@@ -20,6 +20,8 @@ Bound = Literal["max", "budget", "circuit"]
 
 _EPS_W = 1e-6
 _EPS_A = 1e-9
+#: How far below a whole step a share may be and still count as that step: the error of float division, no more.
+_STEP_NOISE = 1e-9
 
 
 class Demand(NamedTuple):
@@ -84,10 +86,12 @@ def quantise(
 ) -> list[float]:
     """Round down to whole steps, then hand out what is left one step at a time, round-robin in `order`."""
     floor = math.floor
-    # The epsilon keeps 4 600 W at 230 W per step from flooring to 19 steps; the minimum is a floor of its own
-    # for an EVSE whose minimum is not a whole number of steps.
+    # The epsilon keeps 4 600 W at 230 W per step (19.999999999999996) from flooring to 19 steps. It is float noise,
+    # not a tolerance: a share held just under a whole step by a circuit (8.999999 A) must stay under it, or the
+    # circuit would carry a millionth of an ampere too much. The minimum is a floor of its own for an EVSE whose
+    # minimum is not a whole number of steps.
     result = [
-        min(max(floor(power / d.step_w + 1e-6) * d.step_w, d.min_w), d.max_w)
+        min(max(floor(power / d.step_w + _STEP_NOISE) * d.step_w, d.min_w), d.max_w)
         for power, d in zip(powers, demands, strict=True)
     ]
     used = _usage(demands, result, len(free_a))
