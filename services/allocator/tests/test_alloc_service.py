@@ -169,6 +169,7 @@ BAD_VALUES: dict[str, list[bytes]] = {
         b'{"value": {"deny": [17]}}',
         b'{"value": {"allow": []}, "extra": 1}',
     ],
+    f"vehicle/{VIN_A}/plan/set": [b'{"energy_wh": 9000, "by": "07:00"}', b"[1"],  # not seen: refused either way
     f"evse/{GOOD_EVSE}/plan/set": [
         b"{",
         b"tomorrow",
