@@ -65,14 +65,16 @@ class _Round:
         self.delays = settings.delays
         self.now = now
         self.points = sorted(inputs.charge_points, key=_by_id)
+        self.keys = [point.vin or point.id for point in self.points]  # ChargePoint.key, read once
         self._check_unique()
         point_mode, mode, until = budget.point_mode, settings.mode, inputs.charge_now_until
         self.modes = [point_mode(p, mode, until, now) for p in self.points]
         # Timers are frozen values: every charge point seeded this round may share one (charging or not).
         seeds = (hysteresis.seed(charging=False, now=now), hysteresis.seed(charging=True, now=now))
-        self.timers = [previous.get(p.key) or seeds[p.charging] for p in self.points]
+        self.timers = [previous.get(key) or seeds[p.charging] for key, p in zip(self.keys, self.points, strict=True)]
         self.next_timers = list(self.timers)
         self._advanced: dict[tuple[int, hysteresis.Outcome, bool], Timer] = {}
+        self._holds: dict[int, bool] = {}  # may_hold per distinct timer, by its id (they live as long as the round)
         self._said: dict[tuple[object, ...], str] = {}  # sentences written this round, by what they read
         count = len(self.points)
         self.states: list[ChargePointStatus] = ["kicked_out"] * count
@@ -101,8 +103,7 @@ class _Round:
         self.minimums_only = site is not None and site.minimums_only
 
     def _check_unique(self) -> None:
-        keys = [point.key for point in self.points]
-        if len(set(keys)) != len(keys):
+        if len(set(self.keys)) != len(self.keys):
             raise ValueError("two charge points share a key (VIN or EVSE id): merge them first")
 
     def run(self) -> tuple[Allocation, dict[str, Timer]]:
@@ -113,25 +114,29 @@ class _Round:
         self.any_baseline = any(self.network.baseline)
         served_w = self._serve_at_once(first, rooms)
         self._serve_solar(self.solar_group, rooms, served_w)
-        allocation = self._allocation()
-        return allocation, self._timers_out(allocation)
+        offered = [0.0] * len(self.points)
+        allocation = self._allocation(offered)
+        return allocation, self._timers_out(offered)
 
-    def _timers_out(self, allocation: Allocation) -> dict[str, Timer]:
+    def _timers_out(self, offered_w: list[float]) -> dict[str, Timer]:
         """Next round's timers: this round's phases with what was offered. A timer that would come out the same is
         passed on as it is (they are frozen values), so a steady round builds none."""
         timers = {}
-        floors = self.floors
+        floors, kept_map = self.floors, self.kept_since
         built: dict[tuple[int, float], Timer] = {}  # charge points sharing a timer and an offer share the next
-        for i, (result, timer) in enumerate(zip(allocation.points, self.next_timers, strict=True)):
-            key = result.charge_point.key
-            offered = result.allocated_w
-            kept = self._kept_since(i, offered)
-            floor_w, floor_since = floors.get(key, _NO_FLOOR)
+        for key, timer, before, offered in zip(self.keys, self.next_timers, self.timers, offered_w, strict=True):
+            # Since when a slow follower has been kept above its falling share: the clock runs on while its offer
+            # does not change, whichever rule (slow follower or dead band) held it this round, and stops when the
+            # offer moves.
+            kept = kept_map.get(key) if kept_map else None
+            if kept is None:
+                kept = before.kept_since if offered == before.offered_w else None
+            floor_w, floor_since = floors.get(key, _NO_FLOOR) if floors else _NO_FLOOR
             if (
                 kept is timer.kept_since
                 and floor_w is timer.share_floor_w
                 and floor_since is timer.floor_since
-                and _same_number(offered, timer.offered_w)
+                and (offered is timer.offered_w or _same_number(offered, timer.offered_w))
             ):
                 timers[key] = timer
                 continue
@@ -155,32 +160,29 @@ class _Round:
             advanced = self._advanced[key] = hysteresis.advance(timer, outcome, self.delays, self.now, delayed=delayed)
         return advanced
 
-    def _kept_since(self, i: int, offered_w: float) -> float | None:
-        """Since when a slow follower has been kept above its falling share: the clock runs on while its offer does
-        not change, whichever rule (slow follower or dead band) held it this round, and stops when the offer moves."""
-        kept = self.kept_since.get(self.points[i].key)
-        if kept is not None:
-            return kept
-        previous = self.timers[i]
-        return previous.kept_since if offered_w == previous.offered_w else None
-
     def _classify(self) -> list[int]:
         """Settle every charge point that cannot charge this round; count the draws the allocator does not steer."""
         candidates = []
         network = self.network
+        footprint_of, footprints, transient = network.footprint, self.footprints, self.transient_footprints
         for i, point in enumerate(self.points):
-            footprint = network.footprint(point)
+            footprint = NO_LOAD if point.circuit is None else footprint_of(point)
             if not point.controllable or not point.online:
                 network.add_fixed(footprint, point.power_w)  # not ours to steer: it weighs as measured
+                outcome = _blocker(point)
             else:
-                self.footprints[i] = self.transient_footprints[i] = footprint
+                footprints[i] = transient[i] = footprint
                 if point.follows_slowly and point.power_w > 0:
                     network.add_baseline(footprint, point.power_w)
-                    self.transient_footprints[i] = above_baseline(footprint, point.power_w)
-            outcome = self._why_not(i, point)
-            if outcome is None:
-                candidates.append(i)
-                continue
+                    transient[i] = above_baseline(footprint, point.power_w)
+                if point.plugged_in and point.authorized and point.wants_charge:
+                    outcome = self._why_not(i, point)
+                    if outcome is None:
+                        candidates.append(i)
+                        continue
+                else:
+                    outcome = _blocker(point)
+            assert outcome is not None  # every charge point that is not a candidate has a blocker
             self.states[i], self.reasons[i] = outcome
             timer = self.timers[i]
             self.next_timers[i] = (
@@ -191,34 +193,45 @@ class _Round:
         return candidates
 
     def _why_not(self, i: int, point: ChargePoint) -> tuple[ChargePointStatus, str] | None:
-        blocker = _blocker(point)
-        if blocker is not None:
-            return blocker
+        """What keeps a charge point that could charge (online, plugged in, allowed, wanting charge) from being a
+        candidate in its mode this round; None when nothing does."""
         mode = self.modes[i]
         if mode == "off":
             return "waiting", reasons.switched_off()
         max_w = budget.max_power_w(point, mode)
         if max_w < point.min_power_w:
             return "kicked_out", reasons.limits_inverted(point, max_w)
-        resting = hysteresis.min_off_left_s(self.timers[i], self.delays, self.now)
+        timer = self.timers[i]
+        if timer.stopped_at is None or timer.phase != "idle":
+            return None  # not resting after a stop
+        resting = hysteresis.min_off_left_s(timer, self.delays, self.now)
         if budget.delayed(mode) and resting > 0:
             return "waiting", reasons.waiting_off(resting, self.delays)
         return None
 
-    def _candidate(self, i: int, *, exempt: bool, may_hold: bool) -> Candidate:
-        point = self.points[i]
-        timer = self.timers[i]
-        charging = hysteresis.counts_as_charging(timer)
-        baseline = self.transient_footprints[i].above_w
-        turn = turn_key(charging, timer.charged_since, timer.stopped_at)
-        return Candidate(
-            i, point.id, point.priority, charging, point.plugged_in_at, point.min_power_w, self.footprints[i],
-            baseline, exempt, may_hold, turn,
-        )  # fmt: skip
+    def _candidates(self, group: list[int], *, exempt: bool | None, may_hold: bool | None) -> list[Candidate]:
+        """The admission candidates of `group`; `exempt` and `may_hold` None ask `_exempt` and `_may_hold` per
+        charge point."""
+        points, timers, footprints, transient = self.points, self.timers, self.footprints, self.transient_footprints
+        candidates = []
+        for i in group:
+            point, timer = points[i], timers[i]
+            charging = timer.phase in ("charging", "stopping")  # hysteresis.counts_as_charging, written out
+            turn = turn_key(charging, timer.charged_since, timer.stopped_at)
+            candidates.append(
+                Candidate(
+                    i, point.id, point.priority, charging, point.plugged_in_at, point.min_power_w, footprints[i],
+                    transient[i].above_w,
+                    self._exempt(i) if exempt is None else exempt,
+                    self._may_hold(i) if may_hold is None else may_hold,
+                    turn,
+                )
+            )  # fmt: skip
+        return candidates
 
     def _serve_at_once(self, group: list[int], rooms: tuple[list[float], list[float]]) -> float:
         """now, schedule windows and charge-now: circuits, their own caps and the site's import limit bind them."""
-        candidates = [self._candidate(i, exempt=True, may_hold=False) for i in group]
+        candidates = self._candidates(group, exempt=True, may_hold=False)
         admission = admit(candidates, math.inf, rooms, self.network.labels, self.site_cap)
         admitted = [i for i in admission.order if admission.verdicts[i] == "admitted"]
         for i in admitted:
@@ -237,7 +250,7 @@ class _Round:
         return served
 
     def _serve_solar(self, group: list[int], rooms: tuple[list[float], list[float]], served_w: float) -> None:
-        inputs, now, delays = self.inputs, self.now, self.delays
+        inputs = self.inputs
         if inputs.grid is not None and not self.grid_stale:
             draw = inputs.grid.chargers_w
             if draw is None:
@@ -251,14 +264,7 @@ class _Round:
         if self.site_cap is not None:
             cap = (self.site_left_w, self.site_cap[1], self.site_cap[2])
             solar_w = min(solar_w, self.site_left_w)
-        holds: dict[int, bool] = {}  # may_hold per distinct timer (charge points share theirs)
-        candidates = []
-        for i in group:
-            timer = self.timers[i]
-            may_hold = holds.get(id(timer))
-            if may_hold is None:
-                may_hold = holds[id(timer)] = hysteresis.may_hold(timer, delays, now)
-            candidates.append(self._candidate(i, exempt=self._exempt(i), may_hold=may_hold))
+        candidates = self._candidates(group, exempt=None, may_hold=None)
         admission = admit(candidates, solar_w, rooms, self.network.labels, cap)
         sharing: list[int] = []
         for i in admission.order:
@@ -281,6 +287,14 @@ class _Round:
         contexts: dict[PointMode, reasons.Context] = {}
         for i in sharing:
             self._settle_solar(i, solar_w, stale_note, (rising, contexts))
+
+    def _may_hold(self, i: int) -> bool:
+        """`hysteresis.may_hold`, once per distinct timer (charge points share theirs)."""
+        timer = self.timers[i]
+        may_hold = self._holds.get(id(timer))
+        if may_hold is None:
+            may_hold = self._holds[id(timer)] = hysteresis.may_hold(timer, self.delays, self.now)
+        return may_hold
 
     def _exempt(self, i: int) -> bool:
         """Its minimum needs no surplus: minsolar, or a solar charge point the battery may hold at its minimum."""
@@ -311,7 +325,7 @@ class _Round:
                 continue  # its limits moved: the held value is no longer one it may be offered
             if now_w < held:
                 falling.append(i)
-            elif self.shares[i].power_w < held + point.step_w + dead_band_w(point.step_w) or point.key in settling:
+            elif self.shares[i].power_w < held + point.step_w + dead_band_w(point.step_w) or self.keys[i] in settling:
                 self.watts[i] = held  # within the band, or the reading may not show its latest draw yet
                 self.in_band[i] = True
         if not falling or self.available_w is None:
@@ -369,7 +383,7 @@ class _Round:
             floor_w, since = min(share_w, timer.offered_w), self.now  # no record yet: it has held its offer so far
         elif share_w <= floor_w or self.now - since >= SLOW_FLOOR_S:
             floor_w, since = share_w, self.now
-        self.floors[self.points[i].key] = (floor_w, since)
+        self.floors[self.keys[i]] = (floor_w, since)
         return floor_w
 
     def _rise_slowly(self, i: int, floor_w: float, fast: list[int], rooms: tuple[list[float], list[float]]) -> None:
@@ -408,7 +422,7 @@ class _Round:
 
     def _keep(self, i: int, held_w: float) -> None:
         self.watts[i], self.in_band[i] = held_w, True
-        self.kept_since[self.points[i].key] = self.timers[i].kept_since or self.now
+        self.kept_since[self.keys[i]] = self.timers[i].kept_since or self.now
 
     def _held_charging(self, i: int) -> bool:
         return self.timers[i].phase == "charging" and self.next_timers[i].phase == "charging"
@@ -517,11 +531,21 @@ class _Round:
         if self.any_baseline:
             watts = self._hold_back(group, demands, (shares, watts), budget_w, free_transient)
         all_shares, all_watts = self.shares, self.watts
+        footprints, transient = self.footprints, self.transient_footprints
         for i, share, power_w in zip(group, shares, watts, strict=True):
             all_shares[i] = share
             all_watts[i] = power_w
-            self.footprints[i].add_to(free, power_w, -1.0)
-            self.transient_footprints[i].add_to(free_transient, power_w, -1.0)
+            footprint, transient_footprint = footprints[i], transient[i]
+            if footprint.late:
+                footprint.add_to(free, power_w, -1.0)
+            else:  # Footprint.add_to written out for the usual footprint: the same products taken off
+                for slot, per_w in footprint.steady:
+                    free[slot] -= per_w * power_w
+            if transient_footprint is footprint and not footprint.late:
+                for slot, per_w in footprint.steady:
+                    free_transient[slot] -= per_w * power_w
+            else:
+                transient_footprint.add_to(free_transient, power_w, -1.0)
         return watts
 
     def _hold_back(
@@ -617,21 +641,36 @@ class _Round:
             )
         return text
 
-    def _allocation(self) -> Allocation:
-        results = []
+    def _allocation(self, offered: list[float]) -> Allocation:
+        """The results, and every controllable charge point's setpoints; `offered` gets what each was offered."""
+        results: list[PointResult] = []
         setpoints: list[SetpointIntent] = []
-        offered = [0.0] * len(self.points)
         states, modes, reasons_, all_amps = self.states, self.modes, self.reasons, self.amps
         grid_charging = False
+        all_watts, add_result, add_setpoint = self.watts, results.append, setpoints.append
         for i, point in enumerate(self.points):
-            state = states[i]
-            watts = self.watts[i] if state in ("charging", "stopping") else 0.0
+            state, reason = states[i], reasons_[i]
+            watts = all_watts[i] if state in ("charging", "stopping") else 0.0
             offered[i] = watts
-            amps = all_amps[i] if state == "charging" else watts_to_amps(watts, point.voltage_v, point.phases)
-            results.append(PointResult(point, modes[i], watts, amps, state, reasons_[i]))
-            if point.controllable:
-                _add_setpoints(setpoints, point, None if state == "offline" else watts, reasons_[i])
-                grid_charging = grid_charging or (watts > 0 and budget.served_first(modes[i]))
+            if state == "charging":
+                amps = all_amps[i]
+            else:
+                amps = watts_to_amps(watts, point.voltage_v, point.phases) if watts > 0 else 0
+            add_result(PointResult(point, modes[i], watts, amps, state, reason))
+            if not point.controllable:
+                continue
+            # A merged charge point: the current-controlling EVSE gets the watts, `car-<VIN>` only start/stop.
+            # Offline (its bridge is gone or knows nothing yet) sends "do not touch" in both fields: a stop sent
+            # while a bridge is away would be carried out the moment it comes back, when it knows better.
+            target_w = None if state == "offline" else watts
+            charge = None if target_w is None else target_w > 0
+            current, start_stop = point.current_evse_id or point.id, point.start_stop_evse_id or point.id
+            if current == start_stop:
+                add_setpoint(SetpointIntent(current, target_w, charge, point.phases, point.voltage_v, reason))
+            else:
+                add_setpoint(SetpointIntent(current, target_w, None, point.phases, point.voltage_v, reason))
+                add_setpoint(SetpointIntent(start_stop, None, charge, point.phases, point.voltage_v, reason))
+            grid_charging = grid_charging or (watts > 0 and budget.served_first(modes[i]))
         return Allocation(
             mode=self.settings.mode,
             charge_now_until=self.inputs.charge_now_until,
@@ -697,18 +736,3 @@ def _blocker(point: ChargePoint) -> tuple[ChargePointStatus, str] | None:
     if not point.wants_charge:
         return "full", reasons.full(point)
     return None
-
-
-def _add_setpoints(setpoints: list[SetpointIntent], point: ChargePoint, watts: float | None, reason: str) -> None:
-    """A merged charge point: the current-controlling EVSE gets the watts, `car-<VIN>` only start/stop.
-
-    `watts` None (offline: its bridge is gone or knows nothing yet) sends "do not touch" in both fields: a stop
-    sent while a bridge is away would be carried out the moment it comes back, when it knows better.
-    """
-    charge = None if watts is None else watts > 0
-    current, start_stop = point.current_evse_id or point.id, point.start_stop_evse_id or point.id  # the targets
-    if current == start_stop:
-        setpoints.append(SetpointIntent(current, watts, charge, point.phases, point.voltage_v, reason))
-    else:
-        setpoints.append(SetpointIntent(current, watts, None, point.phases, point.voltage_v, reason))
-        setpoints.append(SetpointIntent(start_stop, None, charge, point.phases, point.voltage_v, reason))

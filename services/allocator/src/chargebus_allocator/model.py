@@ -6,7 +6,7 @@ All power is in watts and all times are epoch seconds (floats), so the core can 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from chargebus.schema import ChargePointStatus, Mode
 
@@ -152,8 +152,10 @@ class Timer:
     floor_since: float | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True, slots=True)
-class PointResult:
+class PointResult(NamedTuple):
+    """One per charge point and round, like SetpointIntent: a NamedTuple is immutable and a quarter of the cost of
+    a frozen dataclass to build, which a round of 1 000 charge points pays 1 000 times."""
+
     charge_point: ChargePoint
     mode: PointMode
     allocated_w: float  # what the setpoint says: 0 while starting, the minimum while stopping
@@ -162,8 +164,7 @@ class PointResult:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class SetpointIntent:
+class SetpointIntent(NamedTuple):
     """What one EVSE is told. `None` fields mean "do not touch" (docs/contract.md §6)."""
 
     evse_id: str
