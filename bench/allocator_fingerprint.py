@@ -8,17 +8,22 @@ both sharing rules, delays, missing, stale and fresh grid readings (paired or no
 import limits and a home battery; most have 1 to 12 charge points, a few up to 1 000. Between rounds the clock moves
 on 1 to 400 s, the charge points follow their offers (all the way, half way or not yet), the sun and the house
 drift, cars come and go: so the hysteresis timers, the dead band, slow followers and held-back shares all get used.
+A fifth of the scenarios are calm (every charge point ready, a solar mode, a slowly drifting sun, short rounds): the
+dead band and slow followers kept above a falling share need several such rounds in a row.
 
 Every round's `repr(allocation)` and `repr(sorted(timers.items()))` go into one sha256 per scenario; a ValueError
 (a few scenarios have a broken round on purpose) is hashed as its repr and ends the scenario. stdout is
 deterministic: counters of which states, modes and paths occurred, then the fingerprint of all scenarios as the last
-line; the time taken goes to stderr. Run it against the sources of two commits and compare the last lines:
+line; the time taken goes to stderr. Run it against the sources of two commits and compare the last lines (or
+the whole outputs):
 
     uv run python bench/allocator_fingerprint.py [--scenarios N] [--seed S] [--verbose] [--only N]
     git worktree add /tmp/base <commit>
     PYTHONPATH=/tmp/base/services/allocator/src uv run python bench/allocator_fingerprint.py
 
-With `--verbose` a `scenario <n> <sha256>` line per scenario shows which ones differ; `--only n` runs just one.
+PYTHONPATH swaps only the allocator package (chargebus_allocator); chargebus itself and this script come from the
+tree it runs in. With `--verbose` a `scenario <n> <sha256>` line per scenario shows which ones differ; `--only n`
+runs just that one, for a closer look.
 """
 
 from __future__ import annotations
@@ -60,7 +65,7 @@ NO_DELAYS = Delays(0, 0, 0, 0)
 LARGE_SHARE = 0.02  # scenarios with 100 to 1 000 charge points
 BROKEN_SHARE = 0.01  # scenarios with one round of invalid inputs (a ValueError is behaviour too)
 RESTART_SHARE = 0.04  # rounds fed no timers, as after a restart
-CALM_SHARE = 0.15  # scenarios of ready charge points under a slowly drifting sun (see `_calm`)
+CALM_SHARE = 0.2  # scenarios of ready charge points under a slowly drifting sun (see `_calm`)
 GridKind = Literal["none", "stale", "fresh"]
 PointKind = Literal["twc", "car", "merged", "read_only", "ocpp"]
 KINDS: tuple[PointKind, ...] = ("twc", "car", "merged", "read_only", "ocpp")
@@ -110,6 +115,7 @@ class World:
     battery: BatteryState | None
     trend: float = 0.0  # the sun's drift per round (log): a slow fall keeps slow followers above their share
     longest_step_s: int = 400
+    events: bool = True  # charge points come and go, settings change (calm ones: none of that)
     changed: frozenset[str] = frozenset()  # charge points whose draw changed since the last round
     last_grid_w: float | None = None
 
@@ -185,13 +191,15 @@ class World:
         offered = {result.charge_point.key: result.allocated_w for result in allocation.points}
         points, changed = [], set()
         for point in self.points:
-            moved = _event(_follow(point, offered.get(point.key, 0.0), rng), rng, self.now)
+            moved = _follow(point, offered.get(point.key, 0.0), rng)
+            moved = _event(moved, rng, self.now) if self.events else moved
             if moved.power_w != point.power_w:
                 changed.add(moved.key)
             points.append(moved)
         self.points, self.changed = points, frozenset(changed)
         self._weather()
-        self._settings()
+        if self.events:
+            self._settings()
 
     def _weather(self) -> None:
         rng = self.rng
@@ -263,23 +271,31 @@ def _calm(world: World) -> World:
     the dead band, slow followers kept above a falling share and their share floor need several such rounds."""
     rng = world.rng
     world.points = [_ready(p) if rng.random() < 0.9 else p for p in world.points]
-    if world.points:
-        world.points[0] = replace(world.points[0], follows_slowly=True)
+    world.points = [
+        replace(p, follows_slowly=True) if n == 0 or rng.random() < 0.3 else p for n, p in enumerate(world.points)
+    ]
     mode: Mode = rng.choice(("solar", "minsolar"))
     world.settings = replace(world.settings, mode=mode)
     world.charge_now_until = None
     world.grid = "fresh"
-    world.solar_w = world.peak_w * rng.uniform(0.3, 1.0)
+    if rng.random() < 0.6:
+        world.circuits = ()  # a tight tree kicks them out at once, then min_off_s keeps them out all scenario
+        world.points = [replace(p, circuit=None) for p in world.points]
+    world.events = False
+    demand_w = sum(p.max_power_w for p in world.points if p.controllable)
+    world.solar_w = world.house_w + demand_w * rng.uniform(0.3, 0.9)  # shares below the maxima
+    world.peak_w = 1.3 * world.solar_w
     world.clouds, world.storms, world.house_noise = rng.choice((0.0, 0.01, 0.03)), 0.0, rng.choice((0.0, 20.0))
-    world.trend = rng.uniform(-0.08, 0.04)
-    world.longest_step_s = rng.choice((30, 90, 200))
+    world.trend = rng.choice((rng.uniform(-0.1, 0.03), rng.uniform(-0.03, 0.0)))
+    world.longest_step_s = rng.choice((30, 60, 90, 200))
     return world
 
 
 def _ready(point: ChargePoint) -> ChargePoint:
-    """Plugged in, online, allowed, wanting charge and on no override."""
+    """Plugged in, online, allowed, wanting charge, on no override and charging (its timer seeded so)."""
     return replace(
         point,
+        charging=True,
         controllable=True,
         online=True,
         plugged_in=True,
@@ -589,12 +605,12 @@ def _broken(inputs: Inputs, rng: random.Random) -> Inputs:
 
 #: Paths a reason tells of (reasons.py's wording): a hint that they ran, not part of the fingerprint.
 PHRASES = (
-    ("dead_band", "within the dead band"),
-    ("slow_follower_kept", "kept for fewer API calls"),
+    ("offer_kept_in_band", "within the dead band"),  # the dead band, or a slow follower kept above a falling share
+    ("slow_follower_below_share", "kept for fewer API calls"),  # rising only to its share's recent floor
     ("held_back_for_slow_cars", "until slower cars there have followed"),
     ("circuit_full", "is full on"),
-    ("site_minimum_only", "its minimum: site import cap"),
-    ("stale_grid", "stale"),
+    ("site_minimum_only", "charge points get at most their minimum"),
+    ("grid_stale_no_surplus", "so no solar surplus is assumed"),
 )
 
 
@@ -605,7 +621,7 @@ class Tally:
     rounds: Counter[str] = field(default_factory=Counter)  # rounds with each feature
     phrases: Counter[str] = field(default_factory=Counter)  # point-rounds whose reason tells of a path
 
-    def count(self, inputs: Inputs, allocation: Allocation) -> None:
+    def count(self, inputs: Inputs, allocation: Allocation, now: float) -> None:
         rounds = self.rounds
         for result in allocation.points:
             self.states[result.state] += 1
@@ -627,7 +643,7 @@ class Tally:
             "grid_stale": inputs.grid is not None and allocation.grid_stale,
             "grid_paired": inputs.grid is not None and inputs.grid.chargers_w is not None,
             "grid_settling": inputs.grid is not None and bool(inputs.grid.settling),
-            "global_charge_now": allocation.mode != "off" and inputs.charge_now_until is not None,
+            "global_charge_now": inputs.charge_now_until is not None and now < inputs.charge_now_until,
             "grid_charging": allocation.grid_charging,
         }
         for name, present in features.items():
@@ -657,7 +673,7 @@ def run_scenario(seed: int, number: int, tally: Tally) -> str:
             break
         digest.update(repr(allocation).encode())
         digest.update(repr(sorted(timers.items())).encode())
-        tally.count(inputs, allocation)
+        tally.count(inputs, allocation, world.now)
         world.advance(allocation)
     return digest.hexdigest()
 
