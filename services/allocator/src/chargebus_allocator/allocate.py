@@ -65,7 +65,7 @@ class _Round:
         self.delays = settings.delays
         self.now = now
         self.points = sorted(inputs.charge_points, key=_by_id)
-        self.keys = [point.vin or point.id for point in self.points]  # ChargePoint.key, read once
+        self.keys = [point.key for point in self.points]  # read once: the timers, floors and settling go by it
         self._check_unique()
         point_mode, mode, until = budget.point_mode, settings.mode, inputs.charge_now_until
         self.modes = [point_mode(p, mode, until, now) for p in self.points]
@@ -128,15 +128,15 @@ class _Round:
             # Since when a slow follower has been kept above its falling share: the clock runs on while its offer
             # does not change, whichever rule (slow follower or dead band) held it this round, and stops when the
             # offer moves.
-            kept = kept_map.get(key) if kept_map else None
+            kept = kept_map.get(key)
             if kept is None:
                 kept = before.kept_since if offered == before.offered_w else None
-            floor_w, floor_since = floors.get(key, _NO_FLOOR) if floors else _NO_FLOOR
+            floor_w, floor_since = floors.get(key, _NO_FLOOR)
             if (
                 kept is timer.kept_since
                 and floor_w is timer.share_floor_w
                 and floor_since is timer.floor_since
-                and (offered is timer.offered_w or _same_number(offered, timer.offered_w))
+                and _same_number(offered, timer.offered_w)
             ):
                 timers[key] = timer
                 continue
@@ -164,9 +164,9 @@ class _Round:
         """Settle every charge point that cannot charge this round; count the draws the allocator does not steer."""
         candidates = []
         network = self.network
-        footprint_of, footprints, transient = network.footprint, self.footprints, self.transient_footprints
+        footprints, transient = self.footprints, self.transient_footprints
         for i, point in enumerate(self.points):
-            footprint = NO_LOAD if point.circuit is None else footprint_of(point)
+            footprint = network.footprint(point)
             if not point.controllable or not point.online:
                 network.add_fixed(footprint, point.power_w)  # not ours to steer: it weighs as measured
                 outcome = _blocker(point)
@@ -201,10 +201,7 @@ class _Round:
         max_w = budget.max_power_w(point, mode)
         if max_w < point.min_power_w:
             return "kicked_out", reasons.limits_inverted(point, max_w)
-        timer = self.timers[i]
-        if timer.stopped_at is None or timer.phase != "idle":
-            return None  # not resting after a stop
-        resting = hysteresis.min_off_left_s(timer, self.delays, self.now)
+        resting = hysteresis.min_off_left_s(self.timers[i], self.delays, self.now)
         if budget.delayed(mode) and resting > 0:
             return "waiting", reasons.waiting_off(resting, self.delays)
         return None
@@ -216,7 +213,7 @@ class _Round:
         candidates = []
         for i in group:
             point, timer = points[i], timers[i]
-            charging = timer.phase in ("charging", "stopping")  # hysteresis.counts_as_charging, written out
+            charging = hysteresis.counts_as_charging(timer)
             turn = turn_key(charging, timer.charged_since, timer.stopped_at)
             candidates.append(
                 Candidate(
@@ -535,17 +532,8 @@ class _Round:
         for i, share, power_w in zip(group, shares, watts, strict=True):
             all_shares[i] = share
             all_watts[i] = power_w
-            footprint, transient_footprint = footprints[i], transient[i]
-            if footprint.late:
-                footprint.add_to(free, power_w, -1.0)
-            else:  # Footprint.add_to written out for the usual footprint: the same products taken off
-                for slot, per_w in footprint.steady:
-                    free[slot] -= per_w * power_w
-            if transient_footprint is footprint and not footprint.late:
-                for slot, per_w in footprint.steady:
-                    free_transient[slot] -= per_w * power_w
-            else:
-                transient_footprint.add_to(free_transient, power_w, -1.0)
+            footprints[i].add_to(free, power_w, -1.0)
+            transient[i].add_to(free_transient, power_w, -1.0)
         return watts
 
     def _hold_back(
@@ -652,10 +640,7 @@ class _Round:
             state, reason = states[i], reasons_[i]
             watts = all_watts[i] if state in ("charging", "stopping") else 0.0
             offered[i] = watts
-            if state == "charging":
-                amps = all_amps[i]
-            else:
-                amps = watts_to_amps(watts, point.voltage_v, point.phases) if watts > 0 else 0
+            amps = all_amps[i] if state == "charging" else watts_to_amps(watts, point.voltage_v, point.phases)
             add_result(PointResult(point, modes[i], watts, amps, state, reason))
             if not point.controllable:
                 continue
