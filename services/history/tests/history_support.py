@@ -140,8 +140,14 @@ def dumps(payload: Any) -> str:
 
 
 def request(op: str = "power", *, span_s: float = 60.0, **fields: Any) -> dict[str, Any]:
-    """A HistoryRequest for the last `span_s` seconds up to a little after now."""
-    body: dict[str, Any] = {"v": 1, "op": op, "from": now_iso(-span_s), "to": now_iso(5), "step_s": 1}
+    """A HistoryRequest for the last `span_s` seconds up to five seconds after now.
+
+    Both ends come from one reading of the clock: two readings a millisecond apart can make the span 15.001 s
+    after the timestamps are cut to milliseconds, and that is one more one-second point than the test expects.
+    The reading is rounded to whole milliseconds first so that both cuts drop nothing.
+    """
+    now = round(datetime.now(tz=UTC).timestamp(), 3)
+    body: dict[str, Any] = {"v": 1, "op": op, "from": iso_utc(now - span_s), "to": iso_utc(now + 5), "step_s": 1}
     if "vin" not in fields:
         body["evse_id"] = "twc-4a1b"
     body.update(fields)
