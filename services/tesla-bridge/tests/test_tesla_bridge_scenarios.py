@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import aiomqtt
@@ -1079,3 +1079,44 @@ async def test_solar_following_without_teslamate_polls_less_and_the_state_stays_
         seen = [c.at for c in h.calls("data") if c.at > unplugged_at]
         assert seen
         assert seen[0] - unplugged_at <= CONTROLLED_CHARGING_MAX_S
+
+
+# -- a car found charging at start-up, no TeslaMate feed: controlled from the first look on -----------------------
+
+
+class StartupCase(NamedTuple):
+    home: bool  # `home` configured, so the first report says whether the car is at home
+    setpoint_first: bool  # the allocator's setpoint is there before the bridge's first look
+    amps: int
+    charge: bool
+    start_amps: int
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        StartupCase(home=True, setpoint_first=True, amps=10, charge=True, start_amps=16),
+        StartupCase(home=False, setpoint_first=False, amps=16, charge=True, start_amps=6),
+        StartupCase(home=True, setpoint_first=False, amps=0, charge=False, start_amps=16),
+    ],
+    ids=["home-setpoint-first-lower", "no-home-setpoint-later-higher", "home-setpoint-later-stop"],
+)
+async def test_a_car_found_charging_at_startup_without_teslamate_is_controlled(
+    make_harness: HarnessFactory, case: StartupCase
+) -> None:
+    """Not only once it stops: the first command goes out at the bridge's first look (3 min settle)."""
+    state = {"state": "online", "charging_state": "Charging", "charge_amps": case.start_amps}
+    async with make_harness(teslamate=False, car_state=state, car={} if case.home else {"home": None}) as h:
+        if not case.setpoint_first:
+            await h.run_for(5 * 60, max_step=30)
+        for _ in range(10):  # the allocator's cadence: every 60 s, ttl 120 s
+            await h.setpoint(case.amps * 230, charge=case.charge, ttl_s=120)
+            await h.run_for(60, max_step=30)
+        car = h.api.car(VIN)
+        expected = (case.amps, "Charging") if case.charge else (case.start_amps, "Stopped")
+        assert (car.charge_amps, car.charging_state) == expected
+        first_command = h.calls("command")[0]
+        assert first_command.at - START <= 5 * 60 + 1  # at the first look or at the first setpoint after it
+        evse = await h.evse(lambda e: e.source == "fleet_api")
+        assert "not controlled" not in (evse.status_text or "")
+        assert h.errors() == []
