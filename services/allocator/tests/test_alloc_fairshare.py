@@ -216,3 +216,24 @@ def test_quantise_equals_the_step_by_step_rule_exactly(
     assert quantise(demands, shares, order, budget_w, free_a) == _quantise_step_by_step(
         demands, shares, order, budget_w, free_a
     )
+
+
+@settings(max_examples=300)
+@given(on_circuits, st.data())
+def test_identical_charge_points_share_as_one_class_what_each_would_get_alone(
+    demands: list[Demand], data: st.DataObject
+) -> None:
+    """share_fair runs the level over classes of identical demands (same numbers, same footprint object); copies of
+    every footprint make each demand a class of its own, and the shares must be the same either way."""
+    repeats = data.draw(st.lists(st.integers(1, 4), min_size=len(demands), max_size=len(demands)))
+    grouped = [demand for demand, times in zip(demands, repeats, strict=True) for _ in range(times)]
+    alone = [demand._replace(footprint=Footprint(*demand.footprint)) for demand in grouped]
+    free_a = data.draw(st.lists(st.floats(0, 200), min_size=SLOTS, max_size=SLOTS))
+    used = [0.0] * SLOTS
+    for demand in grouped:
+        demand.footprint.add_to(used, demand.min_w)
+    assume(all(load <= room for load, room in zip(used, free_a, strict=True)))
+    budget_w = data.draw(st.floats(sum(d.min_w for d in grouped), 200_000))
+    together = [share.power_w for share in share_fair(grouped, budget_w, free_a)]
+    each = [share.power_w for share in share_fair(alone, budget_w, free_a)]
+    assert together == pytest.approx(each, rel=1e-9, abs=1e-6)

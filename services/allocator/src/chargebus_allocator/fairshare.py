@@ -64,9 +64,8 @@ def share_fair(demands: Sequence[Demand], budget_w: float, free_a: Sequence[floa
     # load counted once, times its members) may differ from that sum in the last bit, which only moves the level
     # a slot fills at by as much: quantising checks every slot again, per charge point.
     used = _usage(members, [demand.min_w for demand in members], len(free_a), counts)
-    level = _WaterLevel(members, counts, budget_w, free_a, used)
-    level.total = sum(demand.min_w for demand in demands)
-    shares = level.run()
+    total_w = sum(demand.min_w for demand in demands)
+    shares = _WaterLevel(members, counts, (budget_w, total_w), free_a, used).run()
     return [shares[found] for found in class_of]
 
 
@@ -193,21 +192,22 @@ def _add_load(footprint: Footprint, before_w: float, after_w: float, used: list[
 
 
 class _WaterLevel:
-    """Progressive filling. Slot usage and the total are kept as (value at a reference level, rate) so that only
-    the slots a joining or freezing charge point touches are updated at each event. Joining and freezing are the
-    per-charge-point steps, written out in place: at 1 000 charge points their call overhead was most of the cost."""
+    """Progressive filling over classes of identical charge points. Slot usage and the total are kept as (value at
+    a reference level, rate) so that only the slots a joining or freezing class touches are updated at each event;
+    a class adds its members' count to the rates. Joining and freezing are written out in place: at 1 000 charge
+    points their call overhead was most of the cost."""
 
     def __init__(
         self,
         demands: Sequence[Demand],
         counts: Sequence[int],
-        budget_w: float,
+        budget: tuple[float, float],
         free_a: Sequence[float],
         used_a: list[float],
     ) -> None:
         self.demands = demands  # one per class of identical charge points
         self.counts = counts  # how many charge points each class stands for
-        self.budget_w = budget_w
+        self.budget_w, minimums_w = budget  # the budget, and every charge point's minimum summed
         self.free = list(free_a)
         count = len(demands)
         self.level = 0.0
@@ -227,7 +227,7 @@ class _WaterLevel:
         self.members: list[list[int]] = [[] for _ in range(slots)]
         self.counting = [0] * slots
         self.slot_heap: list[tuple[float, int, int]] = []
-        self.total = 0.0  # set by the caller: the sum of every charge point's minimum
+        self.total = minimums_w
         self.total_at = 0.0
         self.delta: dict[int, float] = {}
         self.pending: list[int] = []  # by minimum: who joins the rise next
