@@ -2,7 +2,8 @@
 
 Prints `name value unit` lines. Scenarios per size: `now` (circuits bind), `solar` (the budget binds, first round
 with no timers) and `solar_steady` (a later round with timers, as the service runs). The seed's sharing rule (no
-circuits, no priorities) runs on the same charge points as a baseline. `merge` builds every charge point from its
+circuits, no priorities) runs on the same charge points as a baseline, and so does `outputs_only`: building the
+results, setpoints and timers a round hands back, deciding nothing. `merge` builds every charge point from its
 EVSE states; `merge_unchanged` is the engine's round when no state changed (its MergeCache). The goal is < 3 ms at
 1 000 / 50 in every mode and < 50 ms at 10 000.
 
@@ -23,7 +24,19 @@ from functools import partial
 from chargebus.schema import EvseState
 from chargebus_allocator.allocate import allocate
 from chargebus_allocator.merge import EvseSettings, MergeCache, merge
-from chargebus_allocator.model import ChargePoint, Circuit, Delays, GridReading, Inputs, Phase, Settings, Wiring
+from chargebus_allocator.model import (
+    ChargePoint,
+    Circuit,
+    Delays,
+    GridReading,
+    Inputs,
+    Phase,
+    PointResult,
+    SetpointIntent,
+    Settings,
+    Timer,
+    Wiring,
+)
 
 T0 = 1_800_000_000.0
 SIZES = (10, 100, 1_000, 10_000)
@@ -129,6 +142,17 @@ def seed_procedure(points: tuple[ChargePoint, ...], budget_w: float) -> list[flo
     return offers
 
 
+def outputs_only(points: tuple[ChargePoint, ...], timers: dict[str, Timer]) -> tuple[object, ...]:
+    """What any round must build whatever it decides: the charge points in id order, and per charge point its
+    result, its setpoint and its timer for the next round. No decision is made; it shows how much of a round's time
+    is left for deciding."""
+    ordered = sorted(points, key=lambda point: point.id)
+    results = tuple(PointResult(point, "now", 0.0, 0, "kicked_out", "") for point in ordered)
+    setpoints = tuple(SetpointIntent(p.id, 0.0, None, p.phases, p.voltage_v, "") for p in ordered)
+    next_timers = {point.key: timers[point.key] for point in ordered}
+    return results, setpoints, next_timers
+
+
 def timed(repeat: int, work: Callable[[], object]) -> tuple[float, float]:
     """Median and worst of `repeat` runs, in milliseconds (after one warm-up run)."""
     work()
@@ -165,6 +189,8 @@ def measure(count: int, repeat: int) -> None:
     print(f"allocate_no_circuits_{count} {median:.3f} ms")
     median, _ = timed(repeat, partial(seed_procedure, flat, export_w))
     print(f"baseline_seed_procedure_{count} {median:.3f} ms")
+    median, _ = timed(repeat, partial(outputs_only, points, timers))
+    print(f"baseline_outputs_only_{count} {median:.3f} ms")
     states = build_evse_states(count)
     settings = {state.evse_id: EvseSettings() for state in states}
     median, _ = timed(repeat, partial(merge, states, (), settings))
