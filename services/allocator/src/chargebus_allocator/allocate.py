@@ -235,7 +235,8 @@ class _Round:
             self.next_timers[i] = self._advance(self.timers[i], "admitted", delayed=False)
             self.states[i] = "charging"
         demands = [self._demand(i, rises=not self.minimums_only) for i in admitted]
-        watts = self._share(admitted, demands, self.site_left_w, rooms)
+        # Their load comes off the rooms only for a solar group that shares what is left after them.
+        watts = self._share(admitted, demands, self.site_left_w, rooms, take_off=bool(self.solar_group))
         self._kick(admission, group, extra="")
         contexts: dict[PointMode, reasons.Context] = {}
         limit = self.site_cap[1] if self.site_cap is not None else None
@@ -275,7 +276,7 @@ class _Round:
         ]
         self.available_w = budget.effective_budget_w(solar_w, admission.admitted_min_w, admission.held_min_w)
         self.available_w = min(self.available_w, self.site_left_w)
-        self._share(sharing, demands, self.available_w, rooms)
+        self._share(sharing, demands, self.available_w, rooms, take_off=True)  # the dead band checks what is left
         self._dead_band(sharing, rooms)
         self._keep_slow_followers(sharing, rooms)
         stale_note = f" ({reasons.stale_grid()})" if self.grid_stale else ""
@@ -517,9 +518,16 @@ class _Round:
             self.reasons[i] = self._charging_reason(i, self.available_w, *rising, limit=limit)
 
     def _share(
-        self, group: list[int], demands: list[Demand], budget_w: float, rooms: tuple[list[float], list[float]]
+        self,
+        group: list[int],
+        demands: list[Demand],
+        budget_w: float,
+        rooms: tuple[list[float], list[float]],
+        *,
+        take_off: bool,
     ) -> list[float]:
-        """Share and quantise; record the result and take its load off both rooms for whoever comes next."""
+        """Share and quantise; record the result and, with `take_off`, take its load off both rooms for whoever
+        comes next."""
         free, free_transient = rooms
         order = range(len(demands))
         # Share as if every slow car had already followed (steady load)...
@@ -532,8 +540,9 @@ class _Round:
         for i, share, power_w in zip(group, shares, watts, strict=True):
             all_shares[i] = share
             all_watts[i] = power_w
-            footprints[i].add_to(free, power_w, -1.0)
-            transient[i].add_to(free_transient, power_w, -1.0)
+            if take_off:
+                footprints[i].add_to(free, power_w, -1.0)
+                transient[i].add_to(free_transient, power_w, -1.0)
         return watts
 
     def _hold_back(
