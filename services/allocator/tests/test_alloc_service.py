@@ -376,9 +376,9 @@ async def test_a_stale_grid_meter_stops_solar_charging_until_data_returns(
         try:
             await bus.wait_message(f"{prefix}/allocator/status", lambda m: m.text == "online", timeout=15)
             await asyncio.sleep(0.6)
+            mark = len(bus.messages)  # before the reading: it goes stale 2 s after it, however long 12 A took to show
             await bus.publish(meter_topic, '{"em": [{"kw": 3.0}]}')  # exporting 3 kW, reported as positive
             await bus.wait_for(setpoint_where(bus, prefix, TWC, lambda s: s["power_w"] == 2880), what="12 A")
-            mark = len(bus.messages)
             stale = await bus.wait_message(errors, lambda m: m.json()["topic"] == meter_topic, after=mark, timeout=5)
             assert stale.json()["payload"] is None
             assert "stale" in stale.json()["error"]

@@ -246,8 +246,9 @@ async def test_a_locked_database_is_reported_buffered_and_written_later(
                 )
             ).json()
             await bus.publish(f"{prefix}/evse/twc-4a1b/state", dumps(charging(power_w=3680.0)))
-            await asyncio.sleep(0.5)
-            assert len(running.runtime.recorder.buffer) == 2  # both kept in memory meanwhile
+            buffer = running.runtime.recorder.buffer
+            await bus.wait_for(lambda: len(buffer) >= 2, 10, "both states kept in memory meanwhile")
+            assert len(buffer) == 2
         finally:
             locker.execute("ROLLBACK")
             locker.close()
@@ -340,7 +341,8 @@ async def test_a_quiet_state_gets_keepalive_rows_until_its_bridge_goes_offline(
     database = sqlite_url(tmp_path / "h.sqlite")
     # gap limit 4 s: re-offer every 1 s, keepalive row once the last row is 2 s old
     config = history_config(mqtt_broker.url, prefix, database, gap_limit_s=4.0)
-    async with running_history(config), Recorder(mqtt_broker.url, [f"{prefix}/#"]) as bus:
+    async with running_history(config) as running, Recorder(mqtt_broker.url, [f"{prefix}/#"]) as bus:
+        recorder = running.runtime.recorder
         await bus.publish(f"{prefix}/twc-bridge/status", "online", retain=True)
         await bus.publish(f"{prefix}/evse/twc-4a1b/state", dumps(charging()), retain=True)  # once, never again
         async with await HistoryStore.open(database) as store:
@@ -348,12 +350,18 @@ async def test_a_quiet_state_gets_keepalive_rows_until_its_bridge_goes_offline(
                 while len(await store.evse_records("twc-4a1b", 0, 4e9)) < 3:
                     await asyncio.sleep(0.1)
             await bus.publish(f"{prefix}/twc-bridge/status", "offline", retain=True)  # its last will
-            await asyncio.sleep(0.5)
+            # `before` once the offline status is taken in (nothing is re-offered) and a keepalive row that came
+            # just before it is committed: a fixed pause would race with both on a loaded machine
+            await bus.wait_for(
+                lambda: not recorder.held.reoffers(0.0) and not len(recorder.buffer), 10, "the bridge taken offline"
+            )
             before = await store.evse_records("twc-4a1b", 0, 4e9)
             await asyncio.sleep(3.5)
             after = await store.evse_records("twc-4a1b", 0, 4e9)
         await bus.publish(f"{prefix}/twc-bridge/status", b"", retain=True)
     gaps = [b.ts - a.ts for a, b in pairwise(before)]
-    assert all(1.9 <= gap <= 3.0 for gap in gaps), gaps  # never beyond the gap limit while listening
+    # never beyond the gap limit (4 s) while listening: keepalive_s + reoffer_s = 3 s, plus however late the
+    # 1 s re-offer timer wakes on a loaded machine
+    assert all(1.9 <= gap <= 3.5 for gap in gaps), gaps
     assert all(r.raw == before[0].raw for r in before)  # the same payload, updated_at included
     assert after == before  # nothing held for a bridge that is gone
