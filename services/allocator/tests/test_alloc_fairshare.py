@@ -6,7 +6,7 @@ import math
 
 import pytest
 from chargebus_allocator.circuits import Footprint
-from chargebus_allocator.fairshare import Demand, quantise, share_fair, share_priority
+from chargebus_allocator.fairshare import Demand, _WaterLevel, quantise, share_fair, share_priority
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -237,3 +237,12 @@ def test_identical_charge_points_share_as_one_class_what_each_would_get_alone(
     together = [share.power_w for share in share_fair(grouped, budget_w, free_a)]
     each = [share.power_w for share in share_fair(alone, budget_w, free_a)]
     assert together == pytest.approx(each, rel=1e-9, abs=1e-6)
+
+
+def test_a_water_level_that_stops_making_progress_fails_instead_of_hanging() -> None:
+    """A negative member count (a fault, never built by share_fair) makes the level aim below itself for ever; the
+    pass bound turns that into an error the round's task restarts from, not a hung event loop."""
+    demand = Demand(1380.0, 7360.0, 230.0)
+    level = _WaterLevel([demand], [-1], (10_000.0, demand.min_w), [], [])
+    with pytest.raises(RuntimeError, match="stopped making progress"):
+        level.run()

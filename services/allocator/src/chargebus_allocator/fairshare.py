@@ -250,7 +250,15 @@ class _WaterLevel:
         self.by_max = sorted(rising, key=[demand.max_w for demand in demands].__getitem__)
         rising.sort(key=self.power.__getitem__)  # the minimums, as nobody has risen yet
         self.pending = rising
+        # Each pass handles an event: a class joins, reaches its maximum or starts its late load once, a slot fills
+        # once, the budget runs out once. More passes than those can only be a fault looping for ever; failing the
+        # round is better than hanging the event loop that every service of a one-process install shares (the
+        # round's task restarts, and setpoints left unrefreshed expire into the failsafe).
+        passes_left = 4 * (len(demands) + len(self.free)) + 16
         while True:
+            passes_left -= 1
+            if passes_left < 0:
+                raise RuntimeError("the water level stopped making progress: a fault in fair sharing")
             target = self._next_event()
             if target == math.inf:
                 break
