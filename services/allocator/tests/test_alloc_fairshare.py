@@ -243,6 +243,6 @@ def test_a_water_level_that_stops_making_progress_fails_instead_of_hanging() -> 
     """A negative member count (a fault, never built by share_fair) makes the level aim below itself for ever; the
     pass bound turns that into an error the round's task restarts from, not a hung event loop."""
     demand = Demand(1380.0, 7360.0, 230.0)
-    level = _WaterLevel([demand], [-1], (10_000.0, demand.min_w), [], [])
+    level = _WaterLevel([demand], [-1], 10_000.0, demand.min_w, [])
     with pytest.raises(RuntimeError, match="stopped making progress"):
         level.run()

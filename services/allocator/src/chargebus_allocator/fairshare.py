@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable, Sequence
-from itertools import repeat
+from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
 from chargebus_allocator.circuits import NO_LOAD, Footprint
@@ -60,12 +59,9 @@ def share_fair(demands: Sequence[Demand], budget_w: float, free_a: Sequence[floa
             counts.append(0)
         counts[found] += 1
         class_of.append(found)
-    # The total at everyone's minimum is summed per charge point, exactly; the slots' usage per class (a class's
-    # load counted once, times its members) may differ from that sum in the last bit, which only moves the level
-    # a slot fills at by as much: quantising checks every slot again, per charge point.
-    used = _usage(members, [demand.min_w for demand in members], len(free_a), counts)
+    # The total at everyone's minimum is summed per charge point, exactly, as quantising sums it.
     total_w = sum(demand.min_w for demand in demands)
-    shares = _WaterLevel(members, counts, (budget_w, total_w), free_a, used).run()
+    shares = _WaterLevel(members, counts, budget_w, total_w, free_a).run()
     return [shares[found] for found in class_of]
 
 
@@ -168,11 +164,11 @@ def _raise_if_fits(
 
 
 def _usage(
-    demands: Sequence[Demand], powers: Sequence[float], slots: int, counts: Iterable[int] = repeat(1)
+    demands: Sequence[Demand], powers: Sequence[float], slots: int, counts: Sequence[int] | None = None
 ) -> list[float]:
     """Amps per slot at `powers`; with `counts`, each demand stands for that many charge points."""
     used = [0.0] * slots
-    for demand, power_w, count in zip(demands, powers, counts, strict=False):  # counts may be an endless 1
+    for demand, power_w, count in zip(demands, powers, counts or [1] * len(demands), strict=True):
         footprint = demand.footprint
         for slot, per_w in footprint.steady:
             used[slot] += per_w * power_w * count
@@ -201,13 +197,13 @@ class _WaterLevel:
         self,
         demands: Sequence[Demand],
         counts: Sequence[int],
-        budget: tuple[float, float],
+        budget_w: float,
+        minimums_w: float,
         free_a: Sequence[float],
-        used_a: list[float],
     ) -> None:
         self.demands = demands  # one per class of identical charge points
         self.counts = counts  # how many charge points each class stands for
-        self.budget_w, minimums_w = budget  # the budget, and every charge point's minimum summed
+        self.budget_w = budget_w
         self.free = list(free_a)
         count = len(demands)
         self.level = 0.0
@@ -218,7 +214,9 @@ class _WaterLevel:
         self.active_count = 0  # charge points rising: the classes in `active`, each as often as it has members
         self.counting_late = [False] * count
         slots = len(free_a)
-        self.used = used_a
+        # Per class (its load once, times its members): this may differ from a sum per charge point in the last
+        # bit, which moves the level a slot fills at by as much; quantising checks every slot per charge point.
+        self.used = _usage(demands, self.power, slots, counts)
         self.used_at = [0.0] * slots
         self.rate = [0.0] * slots
         self.version = [0] * slots
@@ -227,7 +225,7 @@ class _WaterLevel:
         self.members: list[list[int]] = [[] for _ in range(slots)]
         self.counting = [0] * slots
         self.slot_heap: list[tuple[float, int, int]] = []
-        self.total = minimums_w
+        self.total = minimums_w  # summed per charge point by the caller
         self.total_at = 0.0
         self.delta: dict[int, float] = {}
         self.pending: list[int] = []  # by minimum: who joins the rise next
