@@ -169,20 +169,15 @@ class _Round:
             footprint = network.footprint(point)
             if not point.controllable or not point.online:
                 network.add_fixed(footprint, point.power_w)  # not ours to steer: it weighs as measured
-                outcome = _blocker(point)
             else:
                 footprints[i] = transient[i] = footprint
                 if point.follows_slowly and point.power_w > 0:
                     network.add_baseline(footprint, point.power_w)
                     transient[i] = above_baseline(footprint, point.power_w)
-                if point.plugged_in and point.authorized and point.wants_charge:
-                    outcome = self._why_not(i, point)
-                    if outcome is None:
-                        candidates.append(i)
-                        continue
-                else:
-                    outcome = _blocker(point)
-            assert outcome is not None  # every charge point that is not a candidate has a blocker
+            outcome = _blocker(point) or self._why_not(i, point)
+            if outcome is None:
+                candidates.append(i)
+                continue
             self.states[i], self.reasons[i] = outcome
             timer = self.timers[i]
             self.next_timers[i] = (
@@ -193,8 +188,8 @@ class _Round:
         return candidates
 
     def _why_not(self, i: int, point: ChargePoint) -> tuple[ChargePointStatus, str] | None:
-        """What keeps a charge point that could charge (online, plugged in, allowed, wanting charge) from being a
-        candidate in its mode this round; None when nothing does."""
+        """What keeps a charge point nothing blocks (`_blocker`) from being a candidate in its mode this round; None
+        when nothing does."""
         mode = self.modes[i]
         if mode == "off":
             return "waiting", reasons.switched_off()
